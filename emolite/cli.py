@@ -1,0 +1,118 @@
+"""`emolite` command line: thin wrappers that parse, call one function, print.
+
+User errors (EmoliteError) print as one line and exit 1; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import EmoliteError
+
+
+def cmd_info(args) -> int:
+    """Print what each file holds, and whether faces are found in a few sampled frames."""
+    from . import media
+    from .faces import get_detector
+
+    det = None if args.no_faces else get_detector()
+    status = 0
+    for path in args.files:
+        try:
+            info = media.probe(path)
+            if det is not None and info.get("has_video", info["kind"] == "image"):
+                found, sampled = [], 0
+                for w in media.iter_windows(path, fps=1.0 / max(info["duration"] / args.samples, 0.2) if info["duration"] else 1.0,
+                                            window=1e9, use_audio=False, max_side=None):
+                    for t, frame in zip(w.times, w.frames):
+                        sampled += 1
+                        faces = det(frame)
+                        found.append({"t": round(float(t), 2), "faces": len(faces),
+                                      "box": [round(float(v)) for v in faces[0].box] if faces else None})
+                info["faces"] = {"sampled_frames": sampled, "frames_with_face": sum(f["faces"] > 0 for f in found),
+                                 "samples": found[: args.samples]}
+        except EmoliteError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
+        print(json.dumps(info, indent=None if args.json else 1))
+    return status
+
+
+def cmd_preprocess(args) -> int:
+    from . import preprocess
+
+    root = Path(args.root)
+    dataset = args.dataset or ("manifest" if root.suffix.lower() == ".csv" else "files")
+    overrides = {"fps": args.fps, "face_size": args.face_size, "context_size": args.context_size,
+                 "align": args.align or None, "detector": args.detector}
+    summary = preprocess.run(dataset, root, args.out, workers=args.workers, limit=args.limit,
+                             progress=not args.quiet, **overrides)
+    print(preprocess.format_summary(summary))
+    return 0 if summary["failed"] == 0 else 2
+
+
+def cmd_demo(args) -> int:
+    """Write the built-in example clip and run the main job on it."""
+    from .demo import make_clip
+
+    out = Path(args.out)
+    clip = make_clip(out / "demo.mp4", seconds=args.seconds)
+    print(f"wrote {clip}")
+    from . import preprocess
+
+    summary = preprocess.run("files", clip, out / "cache", workers=1, progress=False)
+    print(preprocess.format_summary(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="emolite", description="Multimodal (face + context + voice) emotion recognition.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="show streams, duration, fps, sample rate and faces of media files")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--samples", type=int, default=5, help="frames sampled for face detection")
+    s.add_argument("--no-faces", action="store_true", help="skip face detection")
+    s.add_argument("--json", action="store_true", help="one JSON line per file")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("preprocess", help="build the compact training cache from a dataset or a folder of media")
+    s.add_argument("root", help="dataset folder, a manifest CSV, or a folder/file of media")
+    s.add_argument("-o", "--out", required=True, help="cache root folder")
+    s.add_argument("--dataset", help="meld | cremad | ravdess | manifest | folder | files (default: manifest for a "
+                                     ".csv, else files = every media file, unlabelled)")
+    s.add_argument("--workers", type=int, help="processes (default: all cores)")
+    s.add_argument("--fps", type=float)
+    s.add_argument("--face-size", type=int)
+    s.add_argument("--context-size", type=int)
+    s.add_argument("--align", action="store_true", help="align faces on their 5 landmarks")
+    s.add_argument("--detector", help="retinaface | whole | none")
+    s.add_argument("--limit", type=int, help="only the first N items (a quick look)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_preprocess)
+
+    s = sub.add_parser("demo", help="write the built-in example clip and run emolite on it")
+    s.add_argument("-o", "--out", default="emolite-demo", help="output folder")
+    s.add_argument("--seconds", type=float, default=6.0)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except EmoliteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished entries are kept, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

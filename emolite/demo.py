@@ -1,0 +1,115 @@
+"""A built-in example: writes a short clip with a real face and a voice-like tone.
+
+The face is a crop of NASA's public-domain astronaut portrait (as in scikit-image), shipped
+in emolite/assets/face.jpg, so the demo and the tests need no data download.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+FACE_IMAGE = Path(__file__).parent / "assets" / "face.jpg"
+
+# container extension -> (video codec, audio codec, pixel format)
+CODECS = {
+    ".mp4": ("libx264", "aac", "yuv420p"),
+    ".mkv": ("libx264", "aac", "yuv420p"),
+    ".mov": ("libx264", "aac", "yuv420p"),
+    ".avi": ("mpeg4", "mp3", "yuv420p"),
+    ".flv": ("flv", "mp3", "yuv420p"),
+    ".webm": ("libvpx", "libopus", "yuv420p"),
+}
+
+
+def face_image() -> np.ndarray:
+    """The shipped face photo as H×W×3 RGB uint8."""
+    from .media import read_image
+
+    return read_image(FACE_IMAGE)
+
+
+def frame_at(t: float, width: int, height: int, face: bool = True) -> np.ndarray:
+    """A frame at time t: a textured background with the face drifting slowly across it."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    bg = np.stack([(xx * 255 // max(width, 1)), (yy * 255 // max(height, 1)),
+                   np.full_like(xx, int(96 + 64 * np.sin(t)))], -1).astype(np.uint8)
+    if not face:
+        return bg
+    import cv2
+
+    img = face_image()
+    fh = max(16, int(height * 0.6))
+    fw = int(img.shape[1] * fh / img.shape[0])
+    img = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA)
+    x = int((width - fw) / 2 + (width - fw) / 4 * np.sin(t * 0.8))
+    y = int((height - fh) / 2 + (height - fh) / 4 * np.cos(t * 0.6))
+    x, y = max(0, min(width - fw, x)), max(0, min(height - fh, y))
+    bg[y:y + fh, x:x + fw] = img[: height - y, : width - x]
+    return bg
+
+
+def voice(seconds: float, sr: int = 16000, f0: float = 180.0, seed: int = 0) -> np.ndarray:
+    """A voice-like signal: harmonics of a gliding f0, syllable-rate amplitude modulation, a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(f) / sr
+    x = sum(np.sin(k * phase) / k for k in range(1, 6))
+    env = 0.5 * (1 + np.sin(2 * np.pi * 4 * t)) ** 2 / 4
+    return (0.3 * x * env + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: int = 480, fps: int = 25,
+              audio: bool = True, video: bool = True, face: bool = True, sr: int = 16000,
+              rotate: int = 0) -> Path:
+    """Write a test/demo clip. The container and codecs follow the extension (see CODECS);
+    .wav/.flac/.mp3 write audio only. `rotate` tags the video with a display rotation."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    vcodec, acodec, pix = CODECS.get(ext, ("libx264", "aac", "yuv420p"))
+    if ext in (".wav", ".flac", ".mp3", ".ogg"):
+        video, acodec = False, {".wav": "pcm_s16le", ".flac": "flac", ".mp3": "mp3", ".ogg": "libvorbis"}[ext]
+    with av.open(str(path), "w") as out:
+        vs = as_ = None
+        if video:
+            vs = out.add_stream(vcodec, rate=fps)
+            vs.width, vs.height, vs.pix_fmt = width, height, pix
+            if rotate:
+                vs.metadata["rotate"] = str(rotate)
+        if audio:
+            as_ = out.add_stream(acodec, rate=sr if acodec not in ("mp3", "libopus") else 48000 if acodec == "libopus" else 44100)
+            as_.layout = "mono"
+        n = int(round(seconds * fps))
+        if vs is not None:
+            for i in range(n):
+                frame = av.VideoFrame.from_ndarray(frame_at(i / fps, width, height, face), format="rgb24")
+                for pkt in vs.encode(frame):
+                    out.mux(pkt)
+            for pkt in vs.encode():
+                out.mux(pkt)
+        if as_ is not None:
+            rate = as_.codec_context.sample_rate
+            x = voice(seconds, rate)
+            fmt = as_.codec_context.format.name
+            hop = as_.codec_context.frame_size or 1024
+            for k, i in enumerate(range(0, x.size, hop)):
+                chunk = x[i:i + hop]
+                if fmt.startswith("s16"):
+                    arr = (chunk * 32767).astype(np.int16)[None]
+                    af = av.AudioFrame.from_ndarray(arr, format="s16", layout="mono")
+                else:
+                    af = av.AudioFrame.from_ndarray(chunk[None].astype(np.float32), format="fltp", layout="mono")
+                af.sample_rate = rate
+                af.pts = i
+                af.time_base = Fraction(1, rate)
+                for pkt in as_.encode(af):
+                    out.mux(pkt)
+            for pkt in as_.encode():
+                out.mux(pkt)
+    return path

@@ -1,0 +1,61 @@
+"""The one implementation of "window -> model input arrays", shared by preprocess, analyze and serve.
+
+A window's frames go through the detector and the tracker; every frame gives a face crop
+(zeros + mask=False when no face) and a letterboxed context image; audio passes through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import faces as F
+from .media import Window
+
+DEFAULTS = {"fps": 5.0, "face_size": F.FACE_SIZE, "context_size": F.CONTEXT_SIZE, "margin": F.MARGIN,
+            "align": False, "detector": "retinaface", "detect_side": F.DETECT_SIDE, "sample_rate": 16000}
+
+
+@dataclass
+class Features:
+    """Model-ready arrays for one window (uint8 images, float32 audio) plus what was found."""
+
+    face: np.ndarray            # N×S×S×3 uint8
+    face_mask: np.ndarray       # N bool
+    context: np.ndarray         # N×C×C×3 uint8
+    boxes: np.ndarray           # N×4 float32 (x1, y1, x2, y2 in frame pixels; NaN without a face)
+    audio: np.ndarray           # float32 at 16 kHz, empty without audio
+    has_video: bool
+    has_audio: bool
+    frame_size: tuple[int, int] = (0, 0)   # H, W of the analysed frames
+    extra: dict = field(default_factory=dict)
+
+    def arrays(self) -> dict:
+        return {"face": self.face, "face_mask": self.face_mask, "context": self.context,
+                "boxes": self.boxes, "audio": self.audio}
+
+
+def window_features(window: Window, detector: F.Detector | None, face_size: int = F.FACE_SIZE,
+                    context_size: int = F.CONTEXT_SIZE, margin: float = F.MARGIN, align: bool = False,
+                    prev_box: np.ndarray | None = None) -> Features:
+    """Detect + track the main face over the window's frames and cut the model's inputs."""
+    audio = window.audio if window.has_audio else np.zeros(0, np.float32)
+    if not window.has_video:
+        z = np.zeros((0, face_size, face_size, 3), np.uint8)
+        return Features(z, np.zeros(0, bool), np.zeros((0, context_size, context_size, 3), np.uint8),
+                        np.zeros((0, 4), np.float32), audio, False, window.has_audio)
+    frames = window.frames
+    n = len(frames)
+    dets = [detector(f) for f in frames] if detector is not None else [[] for _ in range(n)]
+    main = F.track(dets, frames.shape[1:3], prev_box)
+    face = np.zeros((n, face_size, face_size, 3), np.uint8)
+    mask = np.zeros(n, bool)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    for i, f in enumerate(main):
+        if f is not None:
+            face[i] = F.crop_face(frames[i], f, face_size, margin, align)
+            mask[i] = True
+            boxes[i] = f.box
+    context = np.stack([F.letterbox(f, context_size) for f in frames])
+    return Features(face, mask, context, boxes, audio, True, window.has_audio, tuple(frames.shape[1:3]))

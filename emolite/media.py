@@ -1,0 +1,326 @@
+"""Decode any file FFmpeg reads into time-aligned windows of frames + 16 kHz mono audio.
+
+One demux pass over the file (PyAV), streaming: frames are sampled at `fps` and kept only
+until the windows that need them are emitted, so memory is bounded by the window length,
+not the file length. Missing streams are not errors: a window says which modality it has.
+Images (jpg/png/...) are one-frame inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import EmoliteError
+
+SAMPLE_RATE = 16000      # Hz, mono float32 audio everywhere
+FPS = 5.0                # frames sampled per second of video
+MAX_CLIP = 10.0          # s: shorter files are one window ("utterance-level"); longer ones are windowed
+WINDOW = 2.0             # s: window length for long files (and for analyze)
+HOP = 1.0                # s: hop between windows
+MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+MEDIA_EXTS = IMAGE_EXTS | AUDIO_EXTS | VIDEO_EXTS
+
+
+@dataclass
+class Window:
+    """A span of a file: frames sampled at fps (N×H×W×3 RGB uint8) and the matching audio."""
+
+    start: float
+    end: float
+    frames: np.ndarray | None = None      # None when the file has no video
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    audio: np.ndarray | None = None       # float32 at SAMPLE_RATE; None when the file has no audio
+
+    @property
+    def has_video(self) -> bool:
+        return self.frames is not None and len(self.frames) > 0
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None and self.audio.size > 0
+
+
+def check_file(path: str | Path) -> Path:
+    """Fail early, with the fix, on the errors users hit most: missing, empty, unreadable."""
+    p = Path(path)
+    if not p.exists():
+        raise EmoliteError("no such file; check the path", p)
+    if p.is_dir():
+        raise EmoliteError("is a folder, not a media file", p)
+    if not os.access(p, os.R_OK):
+        raise EmoliteError("permission denied; make the file readable", p)
+    if p.stat().st_size == 0:
+        raise EmoliteError("file is empty (0 bytes); re-export or re-download it", p)
+    return p
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as H×W×3 RGB uint8 (works with non-ASCII paths)."""
+    import cv2
+
+    p = check_file(path)
+    img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise EmoliteError("not an image OpenCV can read (corrupt or unsupported format)", p)
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def _open(p: Path):
+    import av
+
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise EmoliteError(f"not a media file FFmpeg can read, or truncated/corrupt ({e.strerror or e})", p) from None
+
+
+def _streams(container) -> tuple[object | None, object | None]:
+    """The first decodable video and audio streams; data streams and unknown codecs are skipped."""
+    video = audio = None
+    for s in container.streams:
+        if getattr(s, "codec_context", None) is None:
+            continue
+        if s.type == "video" and video is None and getattr(s.codec_context, "name", None):
+            video = s
+        elif s.type == "audio" and audio is None and getattr(s.codec_context, "name", None):
+            audio = s
+    return video, audio
+
+
+def probe(path: str | Path) -> dict:
+    """What a media file holds: streams, duration, fps, sample rate, size, rotation."""
+    p = check_file(path)
+    if p.suffix.lower() in IMAGE_EXTS:
+        img = read_image(p)
+        return {"path": str(p), "kind": "image", "width": img.shape[1], "height": img.shape[0],
+                "duration": 0.0, "streams": [{"type": "image", "width": img.shape[1], "height": img.shape[0]}]}
+    with _open(p) as c:
+        streams = []
+        for s in c.streams:
+            cc = getattr(s, "codec_context", None)
+            d = {"index": s.index, "type": s.type, "codec": getattr(cc, "name", None) if cc else None}
+            if s.duration is not None and s.time_base is not None:
+                d["duration"] = round(float(s.duration * s.time_base), 3)
+            if s.type == "video" and cc is not None:
+                rate = s.average_rate or s.guessed_rate
+                d.update(width=cc.width, height=cc.height, fps=round(float(rate), 3) if rate else None,
+                         frames=s.frames or None)
+            elif s.type == "audio" and cc is not None:
+                d.update(sample_rate=cc.sample_rate, channels=cc.channels)
+            streams.append(d)
+        video, audio = _streams(c)
+        duration = float(c.duration) / 1e6 if c.duration else max((s.get("duration", 0) for s in streams), default=0.0)
+    kind = "video" if video is not None else "audio" if audio is not None else "unknown"
+    return {"path": str(p), "kind": kind, "duration": round(duration, 3), "format": c.format.name,
+            "has_video": video is not None, "has_audio": audio is not None, "streams": streams}
+
+
+def window_spans(duration: float, window: float | None, hop: float | None) -> list[tuple[float, float]]:
+    """Window [start, end) spans covering [0, duration]; the last one is aligned to the end.
+
+    window=None means 'auto': the whole clip when it is at most MAX_CLIP long, else WINDOW/HOP.
+    """
+    if window is None:
+        if duration <= MAX_CLIP:
+            return [(0.0, duration)]
+        window, hop = WINDOW, hop or HOP
+    hop = hop or window
+    if duration <= window:
+        return [(0.0, duration)]
+    spans = [(k * hop, k * hop + window) for k in range(int(math.floor((duration - window) / hop + 1e-9)) + 1)]
+    if spans[-1][1] < duration - 1e-6:
+        spans.append((duration - window, duration))
+    return spans
+
+
+def _to_rgb(frame, max_side: int | None) -> np.ndarray:
+    w, h = frame.width, frame.height
+    if max_side and max(w, h) > max_side:
+        s = max_side / max(w, h)
+        w, h = max(2, int(round(w * s / 2) * 2)), max(2, int(round(h * s / 2) * 2))
+    img = frame.to_ndarray(format="rgb24", width=w, height=h)
+    rot = int(getattr(frame, "rotation", 0) or 0) % 360  # phone video: display matrix rotation
+    if rot:
+        img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+    return img
+
+
+class _AudioBuffer:
+    """Resampled audio held for pending windows: a deque of chunks and the time of its first sample."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[np.ndarray] = deque()
+        self.t: float | None = None   # time of the first held sample
+        self.n = 0                    # samples held
+        self.clock: float | None = None  # time of the next sample to arrive
+
+    @property
+    def end(self) -> float:
+        return -1.0 if self.t is None else self.t + self.n / SAMPLE_RATE
+
+    def push(self, x: np.ndarray, t0: float) -> None:
+        """Append samples at `clock`, dropping any that fall before t0 (a segment's start)."""
+        if self.clock is not None and self.clock < t0:
+            skip = min(x.size, int(round((t0 - self.clock) * SAMPLE_RATE)))
+            self.clock += skip / SAMPLE_RATE
+            x = x[skip:]
+        if not x.size:
+            return
+        if self.t is None:
+            self.t = self.clock
+        self.chunks.append(x)
+        self.n += x.size
+        self.clock += x.size / SAMPLE_RATE
+
+    def cut(self, a: float, b: float) -> np.ndarray:
+        if self.t is None or not self.chunks:
+            return np.zeros(0, np.float32)
+        buf = np.concatenate(list(self.chunks))
+        i, j = int(round((a - self.t) * SAMPLE_RATE)), int(round((b - self.t) * SAMPLE_RATE))
+        return buf[max(i, 0):max(j, 0)].copy()
+
+    def drop_before(self, t: float) -> None:
+        while self.chunks and self.t + len(self.chunks[0]) / SAMPLE_RATE <= t:
+            k = len(self.chunks.popleft())
+            self.t += k / SAMPLE_RATE
+            self.n -= k
+
+
+def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None, hop: float | None = None,
+                 start: float | None = None, end: float | None = None, max_side: int | None = MAX_SIDE,
+                 use_video: bool = True, use_audio: bool = True) -> Iterator[Window]:
+    """Stream the windows of a file (or of its [start, end) segment), in time order.
+
+    Times in the windows are seconds from the start of the file. Frames are sampled at
+    `fps` (each sample takes the first frame at or after its time). Bounded memory: a frame or
+    audio sample is dropped as soon as no pending window needs it. A truncated file yields
+    what decoded, like every player does.
+    """
+    p = check_file(path)
+    if p.suffix.lower() in IMAGE_EXTS:
+        yield Window(0.0, 0.0, read_image(p)[None], np.zeros(1), None)
+        return
+    import av
+
+    c = _open(p)
+    try:
+        video, audio = _streams(c)
+        video = video if use_video else None
+        audio = audio if use_audio else None
+        if video is None and audio is None:
+            raise EmoliteError("no audio or video stream FFmpeg can decode" if use_video and use_audio
+                               else "no stream of the requested kind", p)
+        if video is not None:
+            video.thread_type = "AUTO"
+        origin = float(c.start_time) / 1e6 if c.start_time else 0.0
+        duration = float(c.duration) / 1e6 if c.duration else None
+        t0 = float(start or 0.0)
+        t_end = float(end) if end is not None else duration
+        if t0 > 0:
+            c.seek(int((t0 + origin) * 1e6), backward=True, any_frame=False)
+        # Windows are known up front when the duration is; otherwise they are made at the end.
+        spans = deque((t0 + a, t0 + b) for a, b in window_spans(t_end - t0, window, hop)) if t_end else None
+        frames: deque[tuple[float, np.ndarray]] = deque()
+        abuf = _AudioBuffer()
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio is not None else None
+        state = {"video_t": -1.0, "v_done": video is None, "a_done": audio is None}
+        next_t, decoded_any = t0, False
+
+        def emit(final: bool = False) -> Iterator[Window]:
+            """Yield every pending window whose data has fully arrived, then free what is spent."""
+            while spans:
+                a, b = spans[0]
+                v_ok = state["v_done"] or state["video_t"] >= b - 1e-6
+                a_ok = state["a_done"] or abuf.end >= b - 1e-6
+                if not final and not (v_ok and a_ok):
+                    return
+                spans.popleft()
+                yield _cut(a, b, frames, abuf, video is not None, audio is not None, fps)
+                nxt = spans[0][0] if spans else math.inf
+                while frames and frames[0][0] < nxt - 0.5 / fps:
+                    frames.popleft()
+                abuf.drop_before(nxt)
+
+        try:
+            for packet in c.demux([s for s in (video, audio) if s is not None]):
+                for frame in packet.decode():
+                    if frame.time is None:
+                        continue
+                    t = float(frame.time) - origin
+                    if packet.stream is video:
+                        if t_end is not None and t >= t_end:
+                            state["v_done"] = True
+                            continue
+                        state["video_t"] = max(state["video_t"], t)
+                        if t + 0.5 / fps < next_t:  # between samples: decode only, no conversion
+                            continue
+                        img = _to_rgb(frame, max_side)
+                        decoded_any = True
+                        while next_t <= t + 0.5 / fps:
+                            frames.append((next_t, img))
+                            next_t += 1.0 / fps
+                    else:
+                        if abuf.clock is None:
+                            abuf.clock = t
+                        if t_end is not None and t >= t_end:
+                            state["a_done"] = True
+                            continue
+                        for out in resampler.resample(frame):
+                            abuf.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
+                        decoded_any = True
+                if spans is not None:
+                    yield from emit()
+                if state["v_done"] and state["a_done"]:
+                    break
+        except av.error.FFmpegError as e:
+            if not decoded_any:
+                raise EmoliteError(f"cannot decode ({e.strerror or e}); the file is corrupt or uses an "
+                                   "unsupported codec", p) from None
+        if resampler is not None and abuf.clock is not None:
+            for out in resampler.resample(None):
+                abuf.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
+        if not frames and abuf.n == 0 and not decoded_any:
+            raise EmoliteError("no decodable frames or audio (empty, or shorter than one frame)", p)
+        state["v_done"] = state["a_done"] = True
+        if spans is None:  # duration unknown until now (some streamed formats)
+            last = max(state["video_t"] + 1.0 / fps if frames else 0.0, abuf.end)
+            spans = deque((t0 + a, t0 + b) for a, b in window_spans(max(last - t0, 0.0), window, hop))
+        yield from emit(final=True)
+    finally:
+        c.close()
+
+
+def _cut(a: float, b: float, frames: deque, abuf: _AudioBuffer, has_video: bool, has_audio: bool,
+         fps: float) -> Window:
+    """Assemble one window from the buffers: frames sampled in [a, b) and audio samples in [a, b)."""
+    sel = [(t, f) for t, f in frames if a - 1e-6 <= t < b - 1e-6]
+    if has_video and not sel and frames:  # window shorter than a frame interval: the nearest frame
+        sel = [min(frames, key=lambda tf: abs(tf[0] - a))]
+    v = None
+    if has_video and sel:
+        h, w = sel[0][1].shape[:2]
+        if any(f.shape[:2] != (h, w) for _, f in sel):  # resolution change mid-stream
+            import cv2
+            sel = [(t, f if f.shape[:2] == (h, w) else cv2.resize(f, (w, h))) for t, f in sel]
+        v = np.stack([f for _, f in sel])
+    times = np.array([t for t, _ in sel]) if sel else np.zeros(0)
+    x = abuf.cut(a, b) if has_audio else None
+    return Window(a, b, v, times, x)
+
+
+def load_audio(path: str | Path, start: float | None = None, end: float | None = None) -> np.ndarray:
+    """The whole audio track (or a segment) as float32 16 kHz mono; empty when there is none."""
+    parts = [w.audio for w in iter_windows(path, window=1e9, start=start, end=end, use_video=False)
+             if w.audio is not None]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -1,0 +1,51 @@
+"""Plug-in points: plain dicts from a name to a function or class, filled by decorators.
+
+A user adds a dataset, model, loss or metric by decorating one function in their own code
+(imported before `emolite train`, e.g. via `--plugin mymodule`); no fork needed.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+DATASETS: dict[str, Callable] = {}
+MODELS: dict[str, Callable] = {}
+LOSSES: dict[str, Callable] = {}
+METRICS: dict[str, Callable] = {}
+DETECTORS: dict[str, Callable] = {}
+
+
+def _register(table: dict[str, Callable], name: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        table[name] = fn
+        return fn
+    return deco
+
+
+def register_dataset(name: str) -> Callable:
+    return _register(DATASETS, name)
+
+
+def register_model(name: str) -> Callable:
+    return _register(MODELS, name)
+
+
+def register_loss(name: str) -> Callable:
+    return _register(LOSSES, name)
+
+
+def register_metric(name: str) -> Callable:
+    return _register(METRICS, name)
+
+
+def register_detector(name: str) -> Callable:
+    return _register(DETECTORS, name)
+
+
+def lookup(table: dict[str, Callable], name: str, kind: str) -> Callable:
+    """Find `name` in a registry, or raise a clear error listing what exists."""
+    from .errors import EmoliteError
+
+    if name not in table:
+        raise EmoliteError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(table))}")
+    return table[name]
