@@ -80,8 +80,6 @@ def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: 
         if video:
             vs = out.add_stream(vcodec, rate=fps)
             vs.width, vs.height, vs.pix_fmt = width, height, pix
-            if rotate:
-                vs.metadata["rotate"] = str(rotate)
         if audio:
             as_ = out.add_stream(acodec, rate=sr if acodec not in ("mp3", "libopus") else 48000 if acodec == "libopus" else 44100)
             as_.layout = "mono"
@@ -112,4 +110,21 @@ def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: 
                     out.mux(pkt)
             for pkt in as_.encode():
                 out.mux(pkt)
+    if rotate and ext in (".mp4", ".mov"):
+        _set_mp4_rotation(path, rotate)
     return path
+
+
+def _set_mp4_rotation(path: Path, degrees: int) -> None:
+    """Write a display matrix into the video track header, as phones do for portrait video."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"tkhd")
+    if pos < 0 or data[pos + 4] != 0:  # only version-0 headers (what FFmpeg writes)
+        return
+    one, zero, m1 = 0x00010000, 0, 0xFFFF0000
+    cos, sin = {90: (zero, one), 180: (m1, zero), 270: (zero, m1)}[degrees % 360]
+    neg_sin = {one: m1, m1: one, zero: zero}[sin]
+    struct.pack_into(">9I", data, pos + 44, cos, sin, 0, neg_sin, cos, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))

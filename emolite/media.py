@@ -122,8 +122,11 @@ def probe(path: str | Path) -> dict:
         video, audio = _streams(c)
         duration = float(c.duration) / 1e6 if c.duration else max((s.get("duration", 0) for s in streams), default=0.0)
     kind = "video" if video is not None else "audio" if audio is not None else "unknown"
+    warnings = [f"stream {s['index']} ({s['type']}): codec not supported by this FFmpeg build; ignored"
+                for s in streams if s["type"] in ("video", "audio") and not s["codec"]]
     return {"path": str(p), "kind": kind, "duration": round(duration, 3), "format": c.format.name,
-            "has_video": video is not None, "has_audio": audio is not None, "streams": streams}
+            "has_video": video is not None, "has_audio": audio is not None, "streams": streams,
+            **({"warnings": warnings} if warnings else {})}
 
 
 def window_spans(duration: float, window: float | None, hop: float | None) -> list[tuple[float, float]]:

@@ -1,0 +1,240 @@
+"""Models: build by name, count cost, save/load, export to ONNX.
+
+    model = build_model("attention", num_classes=7)           # full face+context+voice model
+    model = build_model({"name": "audio"}, num_classes=6)     # voice only, same code
+    logits = model(example_batch(B=2))                         # B×C
+
+Default model ("emolite", attention fusion), measured on 1 CPU thread (torch 2.13) for one
+4-s clip at T = 8 frames (2 fps over the window; the cache stores 5 fps, training samples 8):
+~0.73 M parameters, ~0.25 G multiply-adds, ~20 ms forward. See `count_params`/`count_macs`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..registry import MODELS, lookup, register_model
+from .net import MODALITIES, EmoNet
+
+FRAMES = 8           # T: frames per clip window
+SECONDS = 4.0        # audio window
+SAMPLE_RATE = 16000
+FACE_SIZE = 112
+
+MODEL_DEFAULTS: dict = {
+    "name": "emolite",            # registry name: emolite | concat | attention | gated | audio | face | context
+    "fusion": "attention",         # concat | attention | gated (see models/fusion.py)
+    "modalities": list(MODALITIES),
+    "face_dim": 128, "face_width": 16,
+    "context_dim": 128, "context_width": 24,
+    "audio_dim": 128, "audio_kind": "2d", "n_mels": 64, "audio_hidden": 128,
+    "audio_channels": [16, 32, 48, 64],
+    "hidden": 128,                 # GRU width per visual stream
+    "fusion_dim": 128,
+    "dropout": 0.2,
+    "modality_dropout": 0.15,      # training-only: prob. of hiding each modality of a sample
+}
+
+
+@register_model("emolite")
+def _emolite(cfg: dict, num_classes: int) -> nn.Module:
+    return EmoNet(cfg, num_classes)
+
+
+def _fusion_model(fusion: str):
+    def make(cfg: dict, num_classes: int) -> nn.Module:
+        return EmoNet({**cfg, "fusion": fusion}, num_classes)
+    return make
+
+
+def _single_model(modality: str):
+    def make(cfg: dict, num_classes: int) -> nn.Module:
+        return EmoNet({**cfg, "modalities": [modality], "modality_dropout": 0.0}, num_classes)
+    return make
+
+
+for _f in ("concat", "attention", "gated"):
+    register_model(_f)(_fusion_model(_f))
+for _m in MODALITIES:
+    register_model(_m)(_single_model(_m))
+
+
+def model_config(name_or_cfg: str | dict | None = None, **overrides) -> dict:
+    """Full model config: defaults <- given name/dict <- overrides (unknown keys kept for plugins)."""
+    cfg = copy.deepcopy(MODEL_DEFAULTS)
+    if isinstance(name_or_cfg, str):
+        cfg["name"] = name_or_cfg
+    elif name_or_cfg:
+        cfg.update(copy.deepcopy(dict(name_or_cfg)))
+    cfg.update(overrides)
+    # Make the stored config say what the model really is.
+    if cfg["name"] in ("concat", "attention", "gated"):
+        cfg["fusion"] = cfg["name"]
+    if cfg["name"] in MODALITIES:
+        cfg["modalities"], cfg["modality_dropout"] = [cfg["name"]], 0.0
+    cfg.pop("init", None)
+    return cfg
+
+
+def build_model(name_or_cfg: str | dict | None = None, num_classes: int = 7, **overrides) -> nn.Module:
+    """Build a registered model; `model.cfg` is its JSON-able config (saved in checkpoints)."""
+    cfg = model_config(name_or_cfg, **overrides)
+    model = lookup(MODELS, cfg["name"], "model")(cfg, num_classes)
+    model.cfg = cfg
+    return model
+
+
+def example_batch(B: int = 1, T: int = FRAMES, seconds: float = SECONDS, size: int = FACE_SIZE,
+                  seed: int = 0) -> dict:
+    """A random input dict with every modality present."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "face": torch.rand(B, T, 3, size, size, generator=g),
+        "context": torch.rand(B, T, 3, size, size, generator=g),
+        "audio": 0.1 * torch.randn(B, int(seconds * SAMPLE_RATE), generator=g),
+        "face_mask": torch.ones(B, T, dtype=torch.bool),
+        "context_mask": torch.ones(B, T, dtype=torch.bool),
+        "audio_mask": torch.ones(B, dtype=torch.bool),
+    }
+
+
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def _rnn_macs(m: nn.RNNBase, inp: tuple, out) -> int:
+    x = inp[0]
+    b, t = (x.shape[0], x.shape[1]) if m.batch_first else (x.shape[1], x.shape[0])
+    gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+    dirs = 2 if m.bidirectional else 1
+    total, cin = 0, m.input_size
+    for _ in range(m.num_layers):
+        total += dirs * gates * (cin + m.hidden_size) * m.hidden_size * b * t
+        cin = m.hidden_size * dirs
+    return total
+
+
+def count_macs(model: nn.Module, example: dict) -> int:
+    """Multiply-adds of one forward pass, via forward hooks on Conv/Linear/LSTM/GRU (plus any
+    module's own `extra_macs(inputs, output)`, e.g. the fixed DFT and attention products).
+    Element-wise ops (BN, activations, pooling) are not counted, as is customary."""
+    total = [0]
+
+    def hook(m: nn.Module, inp: tuple, out) -> None:
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            k = 1
+            for s in m.kernel_size:
+                k *= s
+            total[0] += out.numel() * (m.in_channels // m.groups) * k
+        elif isinstance(m, nn.Linear):
+            total[0] += out.numel() * m.in_features
+        elif isinstance(m, nn.RNNBase):
+            total[0] += _rnn_macs(m, inp, out)
+        if hasattr(m, "extra_macs"):
+            total[0] += int(m.extra_macs(inp, out))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total[0]
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None) -> Path:
+    """Plain torch.save of {"state_dict", "meta"}; meta is JSON-only (model config, classes, ...),
+    so `load_checkpoint` can use weights_only=True. Atomic: temp file + os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = _jsonable({**(meta or {}), "model": getattr(model, "cfg", {}),
+                      "num_classes": int(getattr(model, "num_classes", 0) or (meta or {}).get("num_classes", 0))})
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode, meta). Never unpickles arbitrary objects."""
+    from ..errors import EmoliteError
+
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise EmoliteError("checkpoint not found", path) from None
+    except Exception as e:
+        raise EmoliteError(f"not an emolite checkpoint ({type(e).__name__})", path) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
+        raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
+    meta = ckpt["meta"]
+    num_classes = int(meta.get("num_classes") or len(meta.get("classes", [])))
+    model = build_model(meta.get("model", {}), num_classes)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, meta
+
+
+INPUT_NAMES = ["face", "context", "audio", "face_mask", "context_mask", "audio_mask"]
+OUTPUT_NAMES = ["logits", "probs"]
+
+
+class OnnxWrapper(nn.Module):
+    """Positional-input wrapper for export: (face, context, audio, masks...) -> (logits, probs)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, face, context, audio, face_mask, context_mask, audio_mask):
+        logits = self.model({"face": face, "context": context, "audio": audio, "face_mask": face_mask,
+                             "context_mask": context_mask, "audio_mask": audio_mask})
+        return logits, torch.softmax(logits, dim=-1)
+
+
+def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: float = SECONDS,
+                opset: int = 17) -> Path:
+    """Export to one ONNX graph (TorchScript exporter). Batch, T and audio length are dynamic axes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    ex = example_batch(1, T, seconds)
+    args = tuple(ex[k] for k in INPUT_NAMES)
+    dyn = {"face": {0: "batch", 1: "frames"}, "context": {0: "batch", 1: "frames"}, "audio": {0: "batch", 1: "samples"},
+           "face_mask": {0: "batch", 1: "frames"}, "context_mask": {0: "batch", 1: "frames"},
+           "audio_mask": {0: "batch"}, "logits": {0: "batch"}, "probs": {0: "batch"}}
+    kwargs = dict(input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=opset, dynamic_axes=dyn)
+    import inspect
+    import warnings
+
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(OnnxWrapper(model), args, str(path), **kwargs)
+    return path
+
+
+__all__ = ["MODEL_DEFAULTS", "FRAMES", "SECONDS", "build_model", "model_config", "example_batch", "count_params",
+           "count_macs", "save_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper", "EmoNet"]

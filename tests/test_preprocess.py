@@ -1,0 +1,84 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emolite import cache, preprocess
+from emolite.demo import make_clip
+from emolite.errors import EmoliteError
+
+
+@pytest.fixture()
+def folder(tmp_path, clip, audio_only, video_only, no_face, face_png, bad_files):
+    d = tmp_path / "my videos"
+    d.mkdir()
+    for p in (clip, audio_only, video_only, no_face, face_png, bad_files["empty"], bad_files["text"],
+              bad_files["truncated"]):
+        shutil.copy(p, d / p.name)
+    shutil.copy(clip, d / "naïve café.mp4")  # non-ASCII and spaces
+    return d
+
+
+def test_folder_run_summary_and_resume(folder, tmp_path):
+    s = preprocess.run("files", folder, tmp_path / "cache", workers=2, progress=False)
+    assert (s["items"], s["done"], s["failed"], s["no_face"]) == (9, 6, 3, 1)
+    reasons = " ".join(p["reason"] for p in s["problems"])
+    assert "empty (0 bytes)" in reasons and "not a media file" in reasons
+    rows = cache.read_index(s["cache"])
+    assert len(rows) == 6
+    by = {r["key"]: r for r in rows}
+    voice = cache.load_entry(by["voice.wav"]["file"])
+    assert not voice["has_video"] and voice["has_audio"] and voice["face"].shape[0] == 0
+    silent = cache.load_entry(by["silent.mp4"]["file"])
+    assert silent["has_video"] and not silent["has_audio"] and silent["face_mask"].all()
+    img = cache.load_entry(by["face.png"]["file"])
+    assert img["face"].shape == (1, 112, 112, 3) and img["face_mask"][0]
+    assert s["kb_per_second"] < 100
+    # second run: everything reused, nothing redone
+    s2 = preprocess.run("files", folder, tmp_path / "cache", workers=1, progress=False)
+    assert (s2["done"], s2["reused"], s2["failed"]) == (0, 6, 3)
+    # another config: a new cache folder, entries rebuilt
+    s3 = preprocess.run("files", folder, tmp_path / "cache", workers=1, progress=False, fps=2.0)
+    assert s3["cache"] != s["cache"] and s3["done"] == 6
+
+
+def test_long_file_is_stored_as_windows(tmp_path):
+    p = make_clip(tmp_path / "talk.mp4", seconds=14.0, width=160, height=120)
+    s = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False)
+    rows = cache.read_index(s["cache"])
+    assert len(rows) == 7 and all(abs(r["duration"] - 2.0) < 1e-6 for r in rows)
+
+
+def test_bad_option_and_empty_folder(tmp_path):
+    with pytest.raises(EmoliteError, match="unknown preprocessing option"):
+        preprocess.preprocess_config(fsp=3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EmoliteError, match="no files items found"):
+        preprocess.run("files", tmp_path / "empty", tmp_path / "c", progress=False)
+    with pytest.raises(EmoliteError, match="unknown dataset"):
+        preprocess.run("nope", tmp_path, tmp_path / "c", progress=False)
+
+
+def test_killed_run_leaves_no_partial_entry_and_resumes(tmp_path):
+    src = tmp_path / "src"
+    for i in range(6):
+        make_clip(src / f"c{i}.mp4", seconds=2.0, width=320, height=240)
+    out = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "emolite", "preprocess", str(src), "-o", str(out), "--workers", "1", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/entries/*.npz")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name for p in out.glob("*/entries/*.npz")}
+    assert 1 <= len(done_before) < 6
+    for p in out.glob("*/entries/*"):  # nothing half-written: every file present is a full entry
+        assert p.suffix == ".npz" and not p.name.startswith(".tmp"), p
+        cache.load_entry(p)
+    s = preprocess.run("files", src, out, workers=1, progress=False)
+    assert s["reused"] == len(done_before) and s["done"] == 6 - len(done_before) and s["failed"] == 0
