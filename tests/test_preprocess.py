@@ -82,3 +82,29 @@ def test_killed_run_leaves_no_partial_entry_and_resumes(tmp_path):
         cache.load_entry(p)
     s = preprocess.run("files", src, out, workers=1, progress=False)
     assert s["reused"] == len(done_before) and s["done"] == 6 - len(done_before) and s["failed"] == 0
+
+
+def test_meld_and_cremad_layout_trees(tmp_path, clips):
+    """The dataset layouts end to end: loader -> preprocess -> cache index with labels and splits."""
+    import csv
+
+    from test_data import MELD_ROWS, cremad_tree, meld_tree
+
+    media = {".mp4": clips[".mp4"], ".flv": clips[".flv"]}
+    dia, utt = next(csv.reader([MELD_ROWS["dev"][0]]))[5:7]
+    root = meld_tree(tmp_path / "MELD.Raw", media, empty={f"dev/dia{dia}_utt{utt}.mp4"})
+    s = preprocess.run("meld", root, tmp_path / "cache", workers=2, progress=False)
+    n_rows = sum(len(r) for r in MELD_ROWS.values())
+    assert s["skipped"] == 1 and s["done"] == n_rows - 1 and s["failed"] == 0
+    rows = cache.read_index(s["cache"])
+    assert {r["split"] for r in rows} == {"train", "dev", "test"}
+    assert {r["label"] for r in rows} <= {"anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"}
+    e = cache.load_entry(rows[0]["file"])
+    assert e["has_video"] and e["has_audio"] and e["face_mask"].any()
+
+    root = cremad_tree(tmp_path / "CREMA-D", media)
+    s = preprocess.run("cremad", root, tmp_path / "cache", workers=1, progress=False)
+    assert s["skipped"] == 1 and s["failed"] == 0 and s["done"] >= 4  # the malformed name is skipped
+    rows = [r for r in cache.read_index(s["cache"]) if r["dataset"] == "cremad"]
+    speakers = {sp: {r["split"] for r in rows if r["speaker"] == sp} for sp in {r["speaker"] for r in rows}}
+    assert all(len(v) == 1 for v in speakers.values())  # speaker-independent splits survive caching
