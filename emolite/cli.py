@@ -56,16 +56,41 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Write the built-in example clip and run the main job on it."""
+    """Write the built-in example clip and analyse it: the timeline table, CSV/JSON and plot."""
     from .demo import make_clip
 
     out = Path(args.out)
     clip = make_clip(out / "demo.mp4", seconds=args.seconds)
     print(f"wrote {clip}")
-    from . import preprocess
+    args.inputs, args.plot, args.window, args.hop, args.quiet = [str(clip)], True, None, None, False
+    args.out = str(out)
+    return cmd_analyze(args)
 
-    summary = preprocess.run("files", clip, out / "cache", workers=1, progress=False)
-    print(preprocess.format_summary(summary))
+
+def cmd_analyze(args) -> int:
+    from . import analyze
+    from .inference import load_model
+
+    model = load_model(args.model, device=args.device)
+    summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window or analyze.WINDOW,
+                          hop=args.hop or analyze.HOP, progress=not args.quiet, quiet=args.quiet)
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
+    return 0 if not summary["failed"] else 2
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    report = export(args.model, args.out, quantize=args.int8, check=True)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from . import bench
+
+    print(json.dumps(bench.run(args.model, args.seconds), indent=1))
     return 0
 
 
@@ -95,10 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_preprocess)
 
-    s = sub.add_parser("demo", help="write the built-in example clip and run emolite on it")
+    s = sub.add_parser("demo", help="write the built-in example clip and analyse it")
     s.add_argument("-o", "--out", default="emolite-demo", help="output folder")
     s.add_argument("--seconds", type=float, default=6.0)
+    s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("analyze", help="emotions over time for videos, audio files or images")
+    s.add_argument("inputs", nargs="+", help="files, folders or globs")
+    s.add_argument("-o", "--out", help="folder for emotions.csv + emotions.json (+ plots), or a .csv/.json file")
+    s.add_argument("--plot", action="store_true", help="PNG of probabilities over time per file")
+    s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda")
+    s.add_argument("--window", type=float, help="window seconds (default 2)")
+    s.add_argument("--hop", type=float, help="hop seconds (default 1)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
+    s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
+    s.add_argument("--model", help="checkpoint (.pt) (default: the packaged model)")
+    s.add_argument("-o", "--out", default="emolite.onnx")
+    s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("bench", help="params, multiply-adds, ms per clip, analyze x real time (JSON)")
+    s.add_argument("--model", help="checkpoint or ONNX (default: the packaged model)")
+    s.add_argument("--seconds", type=float, default=20.0, help="length of the generated clip for analyze speed")
+    s.set_defaults(func=cmd_bench)
     return p
 
 

@@ -50,7 +50,8 @@ def _resize_for_detection(frame: np.ndarray, side: int) -> tuple[np.ndarray, flo
     s = side / max(h, w)
     if s >= 1.0:
         return frame, 1.0
-    return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA), s
+    # Bilinear is 3-4x cheaper than area averaging here and detection does not notice.
+    return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_LINEAR), s
 
 
 @register_detector("retinaface")

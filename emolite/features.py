@@ -38,8 +38,13 @@ class Features:
 
 def window_features(window: Window, detector: F.Detector | None, face_size: int = F.FACE_SIZE,
                     context_size: int = F.CONTEXT_SIZE, margin: float = F.MARGIN, align: bool = False,
-                    prev_box: np.ndarray | None = None) -> Features:
-    """Detect + track the main face over the window's frames and cut the model's inputs."""
+                    prev_box: np.ndarray | None = None, memo: dict | None = None,
+                    detect_every: int = 1, fps: float = 5.0) -> Features:
+    """Detect + track the main face over the window's frames and cut the model's inputs.
+
+    `memo` (frame time -> (detections, context image)) lets overlapping windows process each
+    frame once; the caller drops old keys. `detect_every=k` runs the detector on every k-th
+    frame of the stream only (k <= faces.MAX_GAP): the tracker interpolates the boxes between."""
     audio = window.audio if window.has_audio else np.zeros(0, np.float32)
     if not window.has_video:
         z = np.zeros((0, face_size, face_size, 3), np.uint8)
@@ -47,7 +52,15 @@ def window_features(window: Window, detector: F.Detector | None, face_size: int 
                         np.zeros((0, 4), np.float32), audio, False, window.has_audio)
     frames = window.frames
     n = len(frames)
-    dets = [detector(f) for f in frames] if detector is not None else [[] for _ in range(n)]
+    memo = {} if memo is None else memo
+    dets, contexts = [], []
+    for t, f in zip(window.times, frames):
+        k = round(float(t), 4)
+        if k not in memo:
+            run = detector is not None and (detect_every <= 1 or round(float(t) * fps) % detect_every == 0)
+            memo[k] = (detector(f) if run else [], F.letterbox(f, context_size))
+        dets.append(memo[k][0])
+        contexts.append(memo[k][1])
     if detector is not None and n == 1 and window.end == window.start and not dets[0] \
             and max(frames.shape[1:3]) <= F.SMALL_IMAGE:
         dets = [[F.whole_face(frames[0])]]  # a small still with no detection: a dataset crop (CK+ 48×48)
@@ -60,5 +73,5 @@ def window_features(window: Window, detector: F.Detector | None, face_size: int 
             face[i] = F.crop_face(frames[i], f, face_size, margin, align)
             mask[i] = True
             boxes[i] = f.box
-    context = np.stack([F.letterbox(f, context_size) for f in frames])
+    context = np.stack(contexts)
     return Features(face, mask, context, boxes, audio, True, window.has_audio, tuple(frames.shape[1:3]))

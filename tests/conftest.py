@@ -80,3 +80,18 @@ def bad_files(media_dir, clip) -> dict[str, Path]:
     # Shorter than one frame interval at 5 fps: a single 25-fps frame.
     files["tiny"] = make_clip(d / "one frame.mp4", seconds=0.04, width=64, height=64, audio=False)
     return files
+
+
+CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """A full face+context+voice model with random (seeded) weights, saved as an emolite checkpoint."""
+    import torch
+
+    from emolite.models import build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("attention", num_classes=len(CLASSES))
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "random.pt", model, {"classes": CLASSES})

@@ -1,0 +1,365 @@
+"""`emolite analyze`: media files -> emotions over time (CSV, JSON, terminal table, plot).
+
+Windows stream from media.iter_windows through the one shared feature path
+(features.window_features -> inputs.clip_inputs) into the model in small batches; rows are
+written as they come, so a 1-hour video runs in bounded memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import inputs as I
+from . import media
+from .errors import EmoliteError
+from .features import window_features
+from .inference import EmotionModel
+
+WINDOW = 2.0     # s, analysis window
+HOP = 1.0        # s, hop between windows
+BATCH = 8        # windows per model call
+DETECT_EVERY = 2  # detect faces on every 2nd sampled frame; the tracker interpolates the others
+
+
+@dataclass
+class WindowResult:
+    start: float
+    end: float
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    face_found: bool
+    face_box: list[float] | None       # x1, y1, x2, y2 in pixels of the original video
+    has_audio: bool
+    has_video: bool
+
+
+@dataclass
+class Result:
+    path: str
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    windows: list[WindowResult]
+    modalities: dict[str, bool]        # which streams the file had
+    faces_found: float = 0.0           # fraction of windows with a face
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_dataframe(self):
+        """One row per window (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise EmoliteError("to_dataframe needs pandas: pip install pandas") from None
+        return pd.DataFrame([window_row(self.path, w) for w in self.windows])
+
+
+def window_row(path: str, w: WindowResult) -> dict:
+    """A flat row for CSV/DataFrames: times, label, confidence, face, box, one column per class."""
+    return {"file": path, "start": round(w.start, 3), "end": round(w.end, 3), "label": w.label,
+            "confidence": round(w.confidence, 4), "face_found": w.face_found,
+            "face_box": "" if w.face_box is None else " ".join(f"{v:.0f}" for v in w.face_box),
+            "has_audio": w.has_audio, **{f"p_{c}": round(p, 4) for c, p in w.probs.items()}}
+
+
+def _scale(path: Path, frame_size: tuple[int, int]) -> float:
+    """Factor from analysed-frame pixels back to the video's own pixels (frames are downscaled)."""
+    try:
+        info = media.probe(path)
+    except EmoliteError:
+        return 1.0
+    v = [s for s in info["streams"] if s.get("type") == "video" and s.get("width")]
+    if info["kind"] == "image":
+        return 1.0
+    if not v or not frame_size[0]:
+        return 1.0
+    return max(v[0]["width"], v[0]["height"]) / max(frame_size)
+
+
+def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = WINDOW, hop: float = HOP,
+                 batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY) -> Iterator[WindowResult]:
+    """Stream WindowResults for one file, in time order."""
+    p = Path(path)
+    pre = model.preprocessing
+    use_video = any(m in model.modalities for m in ("face", "context"))
+    use_audio = "audio" in model.modalities
+    memo: dict[float, tuple] = {}
+    # Sample exactly the frames the model uses (T per window) rather than the cache's fps.
+    fps = model.frames / window if window else pre["fps"]
+    pending: list[tuple] = []
+    scale = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        info = media.probe(p)
+        total = len(media.window_spans(info["duration"], window, hop)) if info["duration"] else 1
+        bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
+
+    def flush() -> Iterator[WindowResult]:
+        probs = model.predict_inputs(I.stack([x for _, x, _ in pending]))
+        for (w, _, feats), pr in zip(pending, probs):
+            pred = model.to_prediction(pr)
+            box = None
+            if feats.face_mask.any():
+                b = feats.boxes[feats.face_mask]
+                box = [float(v) * scale for v in np.nanmean(b, 0)]
+            yield WindowResult(w.start, w.end, pred.label, pred.confidence, pred.probs, bool(feats.face_mask.any()),
+                               box, feats.has_audio, feats.has_video)
+        if bar is not None:
+            bar.update(len(pending))
+        pending.clear()
+
+    try:
+        windows = prefetch(media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True))
+        for w in windows:
+            if not use_video:
+                w.frames = None
+            if not use_audio:
+                w.audio = None
+            feats = window_features(w, model.detector if use_video else None, pre["face_size"], pre["context_size"],
+                                    pre["margin"], pre["align"], memo=memo, detect_every=detect_every, fps=fps)
+            for k in [k for k in memo if k < w.start]:  # frames no later window shares
+                del memo[k]
+            if scale is None and feats.has_video:
+                scale = _scale(p, feats.frame_size)
+            scale = scale or 1.0
+            x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
+                              feats.has_video, feats.has_audio)
+            pending.append((w, x, feats))
+            if len(pending) >= batch:
+                yield from flush()
+        if pending:
+            yield from flush()
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def prefetch(it: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator in a background thread (PyAV decodes without the GIL), `depth` items ahead,
+    so decoding overlaps detection and the model. Exceptions re-raise in the consumer."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for x in it:
+                while not stop.is_set():
+                    try:
+                        q.put((x, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as e:  # handed to the consumer
+            q.put((done, e))
+            return
+        q.put((done, None))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    try:
+        while True:
+            x, err = q.get()
+            if x is done:
+                if err is not None:
+                    raise err
+                return
+            yield x
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
+    """The file's overall label: the mean of its windows' probabilities."""
+    if not windows:
+        raise EmoliteError("no windows to analyse (empty file?)", path)
+    mean = np.mean([[w.probs[c] for c in classes] for w in windows], 0)
+    i = int(np.argmax(mean))
+    has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
+    warnings = []
+    if not has_v:
+        warnings.append("no video: predicted from the voice only")
+    elif not any(w.face_found for w in windows):
+        warnings.append("no face found: predicted from the scene and voice only")
+    if not has_a:
+        warnings.append("no audio: predicted from the pictures only")
+    return Result(str(path), classes[i], float(mean[i]), {c: float(v) for c, v in zip(classes, mean)}, windows,
+                  {"video": has_v, "audio": has_a}, float(np.mean([w.face_found for w in windows])), warnings)
+
+
+def analyze_file(model: EmotionModel, path: str | os.PathLike, window: float = WINDOW, hop: float = HOP,
+                 progress: bool = False, on_window=None) -> Result:
+    """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming)."""
+    windows = []
+    for w in iter_analyze(model, path, window, hop, progress=progress):
+        windows.append(w)
+        if on_window is not None:
+            on_window(w)
+    return summarize(str(path), windows, model.classes)
+
+
+def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, folders (recursively, media files only) and globs -> files; problems for the rest."""
+    files, problems = [], []
+    for s in specs:
+        p = Path(s)
+        if p.is_dir():
+            try:
+                found = sorted(q for q in p.rglob("*") if q.suffix.lower() in media.MEDIA_EXTS and q.is_file())
+            except OSError as e:
+                problems.append((s, f"cannot read folder ({e.strerror})"))
+                continue
+            if not found:
+                problems.append((s, "folder holds no media files"))
+            files += found
+        elif p.exists():
+            files.append(p)
+        elif any(ch in s for ch in "*?["):
+            hits = sorted(Path(h) for h in glob.glob(s, recursive=True) if Path(h).is_file())
+            if not hits:
+                problems.append((s, "pattern matches no files"))
+            files += hits
+        else:
+            problems.append((s, "no such file or folder"))
+    return files, problems
+
+
+def format_table(r: Result, max_rows: int = 40) -> str:
+    """A readable terminal table: one line per window, then the overall label."""
+    lines = [f"{r.path}", f"  {'start':>7} {'end':>7}  {'label':<10} {'conf':>5}  face"]
+    step = max(1, len(r.windows) // max_rows)
+    for w in r.windows[::step]:
+        lines.append(f"  {w.start:7.2f} {w.end:7.2f}  {w.label:<10} {w.confidence:5.2f}  {'yes' if w.face_found else 'no'}")
+    if step > 1:
+        lines.append(f"  (every {step}th of {len(r.windows)} windows shown; all are in the CSV/JSON)")
+    lines.append(f"  overall: {r.label} ({r.confidence:.2f})" + "".join(f"  [{x}]" for x in r.warnings))
+    return "\n".join(lines)
+
+
+def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
+    """PNG: class probabilities over time, and a strip of the dominant label per window."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(r.probs)
+    t = np.array([(w.start + w.end) / 2 for w in r.windows])
+    P = np.array([[w.probs[c] for c in classes] for w in r.windows])
+    colors = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True,
+                                    gridspec_kw={"height_ratios": [5, 1]})
+    for j, c in enumerate(classes):
+        ax.plot(t, P[:, j], color=colors[j], label=c, marker="o" if len(t) < 30 else None, ms=3)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
+    ax.set_title(f"{Path(r.path).name}: {r.label} ({r.confidence:.2f})")
+    ax.legend(loc="upper right", ncol=min(len(classes), 7), fontsize=8, frameon=False)
+    # Each window owns the span between the midpoints to its neighbours: overlapping windows don't stack.
+    edges = np.concatenate([[r.windows[0].start], (t[1:] + t[:-1]) / 2, [max(r.windows[-1].end, t[-1] + 0.05)]])
+    for w, a, b in zip(r.windows, edges[:-1], edges[1:]):
+        strip.axvspan(a, b, color=colors[classes.index(w.label)], alpha=0.9 if w.face_found else 0.5, lw=0)
+    strip.set_yticks([])
+    strip.set_xlabel("time (s)")
+    strip.set_ylabel("label", rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{out.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+class CsvSink:
+    """Appends window rows to a CSV as they arrive (streaming), header from the first row."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.tmp = path.with_name(f".tmp-{path.name}")
+        self.f = open(self.tmp, "w", newline="", encoding="utf-8")
+        self.writer = None
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            self.writer = csv.DictWriter(self.f, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+
+def run(specs: list[str], model: EmotionModel, out: str | None = None, plot: bool = False, window: float = WINDOW,
+        hop: float = HOP, progress: bool = True, quiet: bool = False, print_fn=print) -> dict:
+    """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad file."""
+    files, problems = expand_inputs(specs)
+    out_dir = Path(out) if out else None
+    single = None
+    if out_dir is not None and out_dir.suffix.lower() in (".csv", ".json"):
+        single, out_dir = out_dir, out_dir.parent
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = single if single is not None and single.suffix.lower() == ".csv" else \
+        (out_dir / "emotions.csv" if out_dir is not None else None)
+    json_path = single if single is not None and single.suffix.lower() == ".json" else \
+        (out_dir / "emotions.json" if out_dir is not None else None)
+    sink = CsvSink(csv_path) if csv_path is not None else None
+    results, failed = [], [{"path": p, "reason": r} for p, r in problems]
+    for p, r in problems:
+        print_fn(f"error: {p}: {r}")
+    try:
+        for f in files:
+            try:
+                r = analyze_file(model, f, window, hop, progress=progress and not quiet,
+                                 on_window=(lambda w, f=f: sink.write(window_row(str(f), w))) if sink else None)
+            except EmoliteError as e:
+                failed.append({"path": str(f), "reason": str(e)})
+                print_fn(f"error: {e}")
+                continue
+            except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
+                failed.append({"path": str(f), "reason": f"unexpected {type(e).__name__}: {e}"})
+                print_fn(f"error: {f}: unexpected {type(e).__name__}: {e}")
+                continue
+            results.append(r)
+            if not quiet:
+                print_fn(format_table(r))
+            if plot:
+                png = (out_dir or Path(".")) / f"{Path(f).name}.png"
+                plot_timeline(r, png)
+                if not quiet:
+                    print_fn(f"  plot: {png}")
+    finally:
+        if sink is not None:
+            sink.close()
+    summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
+               "results": [r.to_dict() for r in results]}
+    if json_path is not None:
+        from .cache import atomic_write_bytes
+
+        atomic_write_bytes(json_path, json.dumps(summary, indent=1).encode())
+    if out_dir is not None and not quiet:
+        print_fn(f"wrote {', '.join(str(p) for p in (csv_path, json_path) if p is not None)}")
+    return summary

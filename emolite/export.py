@@ -1,0 +1,88 @@
+"""`emolite export`: a checkpoint -> one ONNX graph (opset 17) carrying its metadata, optional
+int8 dynamic quantization, and a parity check against torch on the same inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import inputs as I
+from .inference import ONNX_META_KEY, load_model
+
+OPSET = 17
+PARITY_SAMPLES = 16
+
+
+def _stamp(path: Path, meta: dict) -> None:
+    """Store the checkpoint's metadata (classes, preprocessing, ...) inside the ONNX file."""
+    import onnx
+
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    p = m.metadata_props.add()
+    p.key, p.value = ONNX_META_KEY, json.dumps(meta)
+    tmp = path.with_name(f".tmp-{path.name}")
+    onnx.save(m, str(tmp))
+    tmp.replace(path)
+
+
+def random_inputs(model, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs spanning the cases that matter: all modalities, no face, no audio, audio only."""
+    rng = np.random.default_rng(seed)
+    T, S = model.frames, int(model.seconds * I.SAMPLE_RATE)
+    fs, cs = model.preprocessing["face_size"], model.preprocessing["context_size"]
+    items = []
+    for i in range(n):
+        x = {"face": rng.random((T, 3, fs, fs), np.float32), "context": rng.random((T, 3, cs, cs), np.float32),
+             "audio": (0.1 * rng.standard_normal(S)).astype(np.float32), "face_mask": np.ones(T, bool),
+             "context_mask": np.ones(T, bool), "audio_mask": np.array(True)}
+        case = i % 4
+        if case == 1:
+            x["face_mask"][:] = False
+        elif case == 2:
+            x["audio_mask"] = np.array(False)
+        elif case == 3:
+            x["face_mask"][:] = False
+            x["context_mask"][:] = False
+        items.append(x)
+    return I.stack(items)
+
+
+def export(checkpoint: str | Path | None, out: str | Path, quantize: bool = False, check: bool = True) -> dict:
+    """Export; returns a report with the parity figures (and int8 top-1 agreement)."""
+    from .models import export_onnx
+
+    model = load_model(checkpoint)
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}")
+    export_onnx(model.net, tmp, T=model.frames, seconds=model.seconds, opset=OPSET)
+    _stamp(tmp, model.meta)
+    tmp.replace(out)
+    report = {"onnx": str(out), "opset": OPSET, "bytes": out.stat().st_size}
+    x = random_inputs(model, PARITY_SAMPLES) if check or quantize else None
+    ref = model.predict_inputs(x) if x is not None else None
+    if check:
+        got = load_model(out).predict_inputs(x)
+        report["max_abs_prob_diff"] = float(np.abs(got - ref).max())
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        q = out.with_name(out.stem + ".int8.onnx")
+        qtmp = q.with_name(f".tmp-{q.name}")
+        import logging
+
+        level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's advisory warnings, not errors
+        try:
+            quantize_dynamic(str(out), str(qtmp), weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().setLevel(level)
+        _stamp(qtmp, model.meta)
+        qtmp.replace(q)
+        got = load_model(q).predict_inputs(x)
+        report.update(int8=str(q), int8_bytes=q.stat().st_size,
+                      int8_top1_agreement=float(np.mean(got.argmax(1) == ref.argmax(1))),
+                      int8_max_abs_prob_diff=float(np.abs(got - ref).max()))
+    return report
