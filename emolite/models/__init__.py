@@ -86,6 +86,12 @@ def model_config(name_or_cfg: str | dict | None = None, **overrides) -> dict:
 def build_model(name_or_cfg: str | dict | None = None, num_classes: int = 7, **overrides) -> nn.Module:
     """Build a registered model; `model.cfg` is its JSON-able config (saved in checkpoints)."""
     cfg = model_config(name_or_cfg, **overrides)
+    if cfg["name"] not in MODELS:   # models defined in a submodule (e.g. models/late.py) register on import
+        import importlib
+        try:
+            importlib.import_module(f"{__name__}.{cfg['name']}")
+        except ImportError:
+            pass
     model = lookup(MODELS, cfg["name"], "model")(cfg, num_classes)
     model.cfg = cfg
     return model
@@ -230,9 +236,11 @@ def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: fl
 
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False
+    wrapper = OnnxWrapper(model).eval()   # a train-mode wrapper would flip the model to train() after export
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(OnnxWrapper(model), args, str(path), **kwargs)
+        torch.onnx.export(wrapper, args, str(path), **kwargs)
+    model.eval()
     return path
 
 

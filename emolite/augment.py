@@ -1,0 +1,163 @@
+"""On-the-fly augmentation of one clip: audio (gain, noise, pitch, time shift) and frames
+(random resized crop, horizontal flip, colour jitter). numpy (+ OpenCV resize) only.
+
+Every function takes an explicit `np.random.Generator`, so a sample's augmentation is a pure
+function of (seed, epoch, index): identical across worker counts and after a resume.
+Frame augmentations draw one set of parameters per clip and apply it to all T frames, so
+the motion between frames stays real. Settings come from the config's [augment] table.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+DEFAULTS = {
+    "enabled": True, "prob": 0.5,
+    "gain": True, "gain_db": 6.0,
+    "noise": True, "noise_snr_db": 15.0,
+    "pitch": True, "pitch_semitones": 2.0, "pitch_method": "resample",
+    "time_shift": True, "time_shift_s": 0.25,
+    "crop": True, "crop_scale": 0.8,
+    "flip": True,
+    "jitter": True, "jitter_strength": 0.3,
+}
+_warned_librosa = False
+
+
+# ----------------------------------------------------------------------------- audio
+
+def gain(wav: np.ndarray, rng: np.random.Generator, db: float) -> np.ndarray:
+    return wav * np.float32(10 ** (rng.uniform(-db, db) / 20))
+
+
+def add_noise(wav: np.ndarray, rng: np.random.Generator, snr_db: float) -> np.ndarray:
+    """White noise at an SNR drawn from [snr_db, snr_db + 25] dB (relative to the clip's power)."""
+    power = float(np.mean(wav ** 2)) if wav.size else 0.0
+    if power <= 1e-10:
+        return wav
+    snr = rng.uniform(snr_db, snr_db + 25.0)
+    return wav + rng.normal(0.0, np.sqrt(power / 10 ** (snr / 10)), wav.shape).astype(np.float32)
+
+
+def pitch_shift(wav: np.ndarray, rng: np.random.Generator, semitones: float, method: str = "resample") -> np.ndarray:
+    """Shift pitch by up to ±semitones.
+
+    "resample" (default, ~0.1 ms): linear-interpolation resampling, i.e. speed perturbation,
+    which also changes tempo by the same factor; the result is cut/padded to the input length.
+    "librosa": phase-vocoder pitch shift keeping tempo (much slower; optional dependency).
+    """
+    if wav.size < 2:
+        return wav
+    steps = rng.uniform(-semitones, semitones)
+    if method == "librosa":
+        try:
+            import librosa
+            return librosa.effects.pitch_shift(wav.astype(np.float32), sr=SAMPLE_RATE, n_steps=steps).astype(np.float32)
+        except ImportError:
+            global _warned_librosa
+            if not _warned_librosa:
+                warnings.warn("librosa not installed: using resample pitch shift")
+                _warned_librosa = True
+    factor = 2.0 ** (steps / 12.0)               # >1: higher pitch, shorter
+    n_out = max(2, int(round(wav.size / factor)))
+    pos = np.linspace(0, wav.size - 1, n_out)
+    out = np.interp(pos, np.arange(wav.size), wav).astype(np.float32)
+    return fit_length(out, wav.size)
+
+
+def time_shift(wav: np.ndarray, rng: np.random.Generator, max_s: float) -> np.ndarray:
+    """Shift by up to ±max_s seconds, filling with silence."""
+    n = int(rng.uniform(-max_s, max_s) * SAMPLE_RATE)
+    if n == 0 or wav.size == 0:
+        return wav
+    out = np.zeros_like(wav)
+    if n > 0:
+        out[n:] = wav[:-n] if n < wav.size else 0
+    else:
+        out[:n] = wav[-n:] if -n < wav.size else 0
+    return out
+
+
+def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    if wav.size >= n:
+        return wav[:n]
+    return np.pad(wav, (0, n - wav.size))
+
+
+def augment_audio(wav: np.ndarray, rng: np.random.Generator, cfg: dict | None = None) -> np.ndarray:
+    """Apply each enabled audio augmentation with probability cfg['prob']."""
+    c = {**DEFAULTS, **(cfg or {})}
+    if not c["enabled"] or wav.size == 0:
+        return wav
+    p = c["prob"]
+    wav = wav.astype(np.float32, copy=False)
+    if c["pitch"] and rng.random() < p:
+        wav = pitch_shift(wav, rng, c["pitch_semitones"], c["pitch_method"])
+    if c["time_shift"] and rng.random() < p:
+        wav = time_shift(wav, rng, c["time_shift_s"])
+    if c["gain"] and rng.random() < p:
+        wav = gain(wav, rng, c["gain_db"])
+    if c["noise"] and rng.random() < p:
+        wav = add_noise(wav, rng, c["noise_snr_db"])
+    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- frames
+
+def resized_crop(frames: np.ndarray, rng: np.random.Generator, min_scale: float) -> np.ndarray:
+    """One random crop (area in [min_scale, 1], aspect 3/4..4/3) for all frames, resized back."""
+    import cv2
+
+    n, h, w = frames.shape[:3]
+    if n == 0:
+        return frames
+    area = rng.uniform(min_scale, 1.0) * h * w
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    ch = int(round(min(h, np.sqrt(area / aspect))))
+    cw = int(round(min(w, np.sqrt(area * aspect))))
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    out = np.empty_like(frames)
+    for i in range(n):
+        out[i] = cv2.resize(np.ascontiguousarray(frames[i, y0:y0 + ch, x0:x0 + cw]), (w, h),
+                            interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def hflip(frames: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(frames[:, :, ::-1])
+
+
+def color_jitter(frames: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Brightness, contrast and saturation factors in [1-s, 1+s], same for all frames.
+    All-black frames (no face found) stay black."""
+    if frames.size == 0:
+        return frames
+    b, c, s = rng.uniform(1 - strength, 1 + strength, 3)
+    x = frames.astype(np.float32)
+    x *= b
+    gray = x @ np.array([0.299, 0.587, 0.114], np.float32)                    # N×H×W
+    mean = gray.mean(axis=(1, 2), keepdims=True)[..., None]
+    x = (x - mean) * c + mean
+    gray = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    x = (x - gray) * s + gray
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def augment_frames(frames: np.ndarray, rng: np.random.Generator, cfg: dict | None = None) -> np.ndarray:
+    """frames: T×H×W×3 uint8 -> same shape/dtype, augmented."""
+    c = {**DEFAULTS, **(cfg or {})}
+    if not c["enabled"] or frames.shape[0] == 0:
+        return frames
+    p = c["prob"]
+    if c["crop"] and rng.random() < p:
+        frames = resized_crop(frames, rng, c["crop_scale"])
+    if c["flip"] and rng.random() < 0.5:
+        frames = hflip(frames)
+    if c["jitter"] and rng.random() < p:
+        frames = color_jitter(frames, rng, c["jitter_strength"])
+    return frames

@@ -1,0 +1,199 @@
+"""Evaluate an emolite checkpoint on a split of a preprocessed cache.
+
+    res = evaluate.run("runs/meld/best.pt", "cache/cremad", split="test", out_dir="eval/cremad")
+
+Writes metrics.json (accuracy, weighted/macro F1, UAR, per-class precision/recall/F1,
+confusion matrix), confusion_matrix.png and predictions.csv. When the data's label set
+differs from the model's (a MELD model on RAVDESS), labels are matched through canonical
+names (`labels.map_labels`); samples whose class the model cannot output are dropped and
+named in the JSON and on stdout. Macro F1 / UAR average over the classes present in the data,
+so a model class the data lacks (MELD "surprise" on CREMA-D) does not count as a zero.
+
+Also holds the metric registry used by training (`emolite.registry.METRICS`): a factory
+takes the number of classes (or regression outputs) and returns a torchmetrics Metric.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchmetrics import ConcordanceCorrCoef, MeanSquaredError, Metric, MetricCollection
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
+                                         MulticlassPrecision, MulticlassRecall)
+
+from . import labels as L
+from .errors import EmoliteError
+from .registry import METRICS, lookup, register_metric
+
+BATCH_SIZE = 32
+
+
+@register_metric("acc")
+def _acc(n: int) -> Metric:
+    return MulticlassAccuracy(n, average="micro")
+
+
+@register_metric("f1_weighted")
+def _f1w(n: int) -> Metric:
+    return MulticlassF1Score(n, average="weighted")
+
+
+@register_metric("f1_macro")
+def _f1m(n: int) -> Metric:
+    return MulticlassF1Score(n, average="macro")
+
+
+@register_metric("uar")
+def _uar(n: int) -> Metric:
+    """Unweighted average recall (the usual speech-emotion metric)."""
+    return MulticlassRecall(n, average="macro")
+
+
+@register_metric("ccc")
+def _ccc(n: int) -> Metric:
+    return ConcordanceCorrCoef(num_outputs=n)
+
+
+@register_metric("mse")
+def _mse(n: int) -> Metric:
+    return MeanSquaredError()
+
+
+REGRESSION_METRICS = ["ccc", "mse"]
+
+
+def build_metrics(names: list[str], n: int) -> MetricCollection:
+    return MetricCollection({name: lookup(METRICS, name, "metric")(n) for name in names})
+
+
+def metric_values(values: dict) -> dict[str, float]:
+    """Computed metrics -> floats (multi-output ones, e.g. CCC per target, are averaged)."""
+    return {k: float(torch.as_tensor(v).float().mean()) for k, v in values.items()}
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Row-normalised colours, raw counts in the cells."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 1.0 + 0.6 * n), dpi=100)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def _predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, list]:
+    from .train import model_inputs
+
+    outs, targets = [], []
+    model.eval().to(device)
+    with torch.no_grad():
+        for batch in loader:
+            outs.append(model(model_inputs(batch, device)).float().cpu())
+            targets.append(batch["y"])
+    return torch.cat(outs), torch.cat(targets)
+
+
+def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_dir: str | Path | None = None,
+        batch_size: int = BATCH_SIZE, num_workers: int = 0, device: str | None = None, dataset: str = "") -> dict:
+    """Evaluate; returns the metrics dict also written to out_dir/metrics.json.
+
+    split: "test" | "dev" | "train" | "all"; dataset: keep only this dataset's entries."""
+    from . import cache
+    from .models import load_checkpoint
+    from .train import ClipDataset, make_loader
+
+    model, meta = load_checkpoint(checkpoint)
+    classes = list(meta.get("classes", []))
+    pre = meta.get("preprocess", {})
+    targets_keys = list(meta.get("targets", []))
+    rows = cache.read_index(cache_dir)
+    if dataset:
+        rows = [r for r in rows if r.get("dataset", dataset) in (dataset, "")]
+    if split not in ("", "all"):
+        avail = sorted({r["split"] for r in rows})
+        rows = [r for r in rows if r["split"] == split]
+        if not rows:
+            raise EmoliteError(f"no entries in split '{split}'; splits here: {', '.join(avail) or '(none)'}", cache_dir)
+    out_dir = Path(out_dir or Path(checkpoint).parent / f"eval_{split or 'all'}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    frames, seconds = int(pre.get("frames", 8)), float(pre.get("audio_seconds", 4.0))
+    res: dict = {"checkpoint": str(checkpoint), "cache_dir": str(cache_dir), "split": split}
+
+    if targets_keys:   # regression model (valence/arousal)
+        ds = ClipDataset(rows, None, frames, seconds, target_keys=targets_keys)
+        pred, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers), dev)
+        m = build_metrics(REGRESSION_METRICS, len(targets_keys))
+        res.update(n=len(rows), targets=targets_keys, **metric_values(m(pred, y)))
+        res["ccc_per_target"] = dict(zip(targets_keys, ConcordanceCorrCoef(num_outputs=len(targets_keys))(pred, y)
+                                         .reshape(-1).tolist()))
+        (out_dir / "metrics.json").write_text(json.dumps(res, indent=1))
+        return res
+
+    data_labels = sorted({r["label"] for r in rows})
+    mapping = L.map_labels(data_labels, classes)
+    dropped = L.dropped_labels(data_labels, classes)
+    keep = [r for r in rows if r["label"] not in dropped]
+    n_dropped = len(rows) - len(keep)
+    if dropped:
+        print(f"evaluate: dropped {n_dropped} of {len(rows)} samples whose class the model does not know: "
+              f"{', '.join(dropped)}")
+    if not keep:
+        raise EmoliteError(f"no sample's class is one the model knows (model: {', '.join(classes)}; "
+                           f"data: {', '.join(data_labels)})", cache_dir)
+    y_idx = [mapping[data_labels.index(r["label"])] for r in keep]
+    ds = ClipDataset(keep, y_idx, frames, seconds)
+    logits, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers), dev)
+    probs = torch.softmax(logits, dim=1)
+    pred = probs.argmax(1)
+    c = len(classes)
+    cm = MulticlassConfusionMatrix(c)(pred, y).numpy()
+    prec = MulticlassPrecision(c, average=None)(pred, y).numpy()
+    rec = MulticlassRecall(c, average=None)(pred, y).numpy()
+    f1 = MulticlassF1Score(c, average=None)(pred, y).numpy()
+    support = cm.sum(1)
+    present = support > 0
+    res.update({
+        "n": len(keep), "classes": classes,
+        "accuracy": float(MulticlassAccuracy(c, average="micro")(pred, y)),
+        "f1_weighted": float(MulticlassF1Score(c, average="weighted")(pred, y)),
+        "f1_macro": float(f1[present].mean()),
+        "uar": float(rec[present].mean()),
+        "per_class": {k: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                          "support": int(support[i])} for i, k in enumerate(classes)},
+        "confusion_matrix": cm.astype(int).tolist(),
+        "label_mapping": {data_labels[i]: classes[j] for i, j in mapping.items()},
+        "dropped_labels": dropped, "dropped_samples": n_dropped,
+        "absent_classes": [k for i, k in enumerate(classes) if not present[i]],
+    })
+    (out_dir / "metrics.json").write_text(json.dumps(res, indent=1))
+    plot_confusion(cm, classes, out_dir / "confusion_matrix.png",
+                   f"{Path(str(cache_dir)).name} {split}: acc {res['accuracy']:.3f}  wF1 {res['f1_weighted']:.3f}")
+    with open(out_dir / "predictions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "label", "pred"] + classes)
+        for r, p, pr in zip(keep, pred.tolist(), probs.tolist()):
+            w.writerow([r["key"], r["label"], classes[p]] + [f"{x:.4f}" for x in pr])
+    print(f"evaluate: {len(keep)} samples  acc {res['accuracy']:.4f}  wF1 {res['f1_weighted']:.4f}  "
+          f"mF1 {res['f1_macro']:.4f}  UAR {res['uar']:.4f}  -> {out_dir / 'metrics.json'}")
+    return res

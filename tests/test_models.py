@@ -1,0 +1,158 @@
+"""Model shapes, masking, budgets, ONNX parity, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from emolite import models
+from emolite.errors import EmoliteError
+from emolite.models import build_model, count_macs, count_params, example_batch
+from emolite.models.net import drop_modalities, masked_gru
+
+torch.set_num_threads(1)
+TINY = dict(face_width=8, face_dim=32, context_width=8, context_dim=32, audio_dim=32, audio_channels=[8, 8, 16, 16],
+            audio_hidden=32, n_mels=32, hidden=32, fusion_dim=32)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    torch.manual_seed(0)
+    return build_model(None, 7).eval()
+
+
+def test_default_budget(default_model):
+    """Default full model: <= 1.0 M parameters, <= 0.45 G MACs per 4-s clip at T=8."""
+    assert count_params(default_model) <= 1_000_000
+    macs = count_macs(default_model, example_batch(1, models.FRAMES, models.SECONDS))
+    assert 0.1e9 < macs <= 0.45e9
+    # MACs scale with the batch
+    assert count_macs(default_model, example_batch(2, 8, 4.0)) == pytest.approx(2 * macs, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["attention", "concat", "gated"])
+def test_fusions_shapes_and_missing_modalities(name):
+    torch.manual_seed(0)
+    m = build_model(name, 5, **TINY).eval()
+    x = example_batch(4, 3, 0.5, seed=1)
+    x["audio_mask"][1] = False                 # no voice
+    x["face_mask"][2] = False                  # no face found
+    x["face_mask"][3, 1:] = False              # face in one frame only
+    x["context_mask"][0] = False
+    x["face_mask"][0] = False                  # voice only
+    with torch.no_grad():
+        out = m(x)
+    assert out.shape == (4, 5) and torch.isfinite(out).all()
+    # everything missing still gives finite logits
+    for k in ("face_mask", "context_mask", "audio_mask"):
+        x[k] = torch.zeros_like(x[k])
+    with torch.no_grad():
+        assert torch.isfinite(m(x)).all()
+
+
+def test_missing_modality_content_is_ignored():
+    """Whatever sits in a masked-out input must not change the output."""
+    torch.manual_seed(0)
+    m = build_model("attention", 4, **TINY).eval()
+    x = example_batch(2, 4, 0.5, seed=2)
+    x["audio_mask"][:] = False
+    x["face_mask"][:, 2:] = False
+    y = {k: v.clone() for k, v in x.items()}
+    y["audio"] = torch.randn_like(y["audio"])
+    y["face"][:, 2:] = torch.rand_like(y["face"][:, 2:])
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m(y))
+
+
+def test_masked_gru_equals_gru_on_valid_frames():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 5, batch_first=True)
+    x = torch.randn(2, 5, 6)
+    mask = torch.tensor([[True, False, True, False, True], [False, False, False, False, False]])
+    out = masked_gru(gru, x, mask)
+    ref, h = gru(x[0:1, mask[0]])
+    torch.testing.assert_close(out[0, :5], h[0, 0])
+    torch.testing.assert_close(out[0, 5:], ref[0].mean(0))
+    assert torch.isfinite(out[1]).all()
+
+
+def test_modality_dropout_keeps_one():
+    torch.manual_seed(0)
+    present = torch.tensor([[True, True, True], [True, False, False], [False, True, True]]).repeat(50, 1)
+    kept = drop_modalities(present, 0.9)
+    assert (kept.any(1) == present.any(1)).all() and not (kept & ~present).any()
+    assert kept.sum() < present.sum()
+
+
+@pytest.mark.parametrize("name", ["audio", "face", "context"])
+def test_single_modality_models(name):
+    m = build_model(name, 3, **TINY).eval()
+    assert list(m.encoders) == [name] and m.cfg["modalities"] == [name]
+    x = example_batch(2, 2, 0.5)
+    with torch.no_grad():
+        assert m(x).shape == (2, 3)
+    if name == "audio":   # a voice model needs only the audio keys
+        with torch.no_grad():
+            assert m({"audio": x["audio"], "audio_mask": x["audio_mask"]}).shape == (2, 3)
+
+
+def test_audio_1d_variant_and_bad_kind():
+    m = build_model("audio", 3, audio_kind="1d").eval()
+    with torch.no_grad():
+        assert m(example_batch(2, 1, 1.0)).shape == (2, 3)
+    with pytest.raises(EmoliteError, match="audio encoder"):
+        build_model("audio", 3, audio_kind="3d")
+    with pytest.raises(EmoliteError, match="unknown model"):
+        build_model("nope", 3)
+
+
+def test_logmel_matches_stft():
+    from emolite.models.audio import LogMel
+    lm = LogMel()
+    wav = torch.randn(1, 8000)
+    spec = torch.stft(wav, 400, 160, window=torch.hann_window(400), center=True, pad_mode="constant",
+                      return_complex=True).abs() ** 2
+    ref = torch.log(lm.mel[:, :, 0] @ spec[0] + 1e-6)
+    torch.testing.assert_close(lm(wav)[0], ref, rtol=1e-3, atol=1e-3)
+
+
+def test_train_mode_backward():
+    torch.manual_seed(0)
+    m = build_model("attention", 3, **TINY).train()
+    x = example_batch(3, 2, 0.5)
+    loss = torch.nn.functional.cross_entropy(m(x), torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert all(p.grad is not None for n, p in m.named_parameters() if "encoders" in n and "weight" in n)
+
+
+def test_onnx_parity(default_model, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    path = models.export_onnx(default_model, tmp_path / "m.onnx")
+    assert not default_model.training
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for B, T, sec in [(1, 8, 4.0), (3, 5, 2.5)]:          # dynamic batch, frames and audio length
+        x = example_batch(B, T, sec, seed=B)
+        if B == 3:
+            x["face_mask"][0, 2:] = False
+            x["audio_mask"][1] = False
+            x["face_mask"][2] = False
+        with torch.no_grad():
+            ref = torch.softmax(default_model(x), -1).numpy()
+        logits, probs = sess.run(None, {k: x[k].numpy() for k in models.INPUT_NAMES})
+        assert np.abs(probs - ref).max() <= 1e-4
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    m = build_model("concat", 4, **TINY).eval()
+    p = models.save_checkpoint(tmp_path / "sub" / "m.pt", m, {"classes": ["a", "b", "c", "d"], "x": np.float32(1.5)})
+    assert not list((tmp_path / "sub").glob(".tmp-*"))
+    m2, meta = models.load_checkpoint(p)
+    assert meta["classes"] == ["a", "b", "c", "d"] and meta["x"] == 1.5 and meta["model"]["fusion"] == "concat"
+    x = example_batch(2, 2, 0.5)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m2(x))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EmoliteError):
+        models.load_checkpoint(tmp_path / "bad.pt")
+    with pytest.raises(EmoliteError, match="not found"):
+        models.load_checkpoint(tmp_path / "missing.pt")
