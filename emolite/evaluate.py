@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchmetrics import ConcordanceCorrCoef, MeanSquaredError, Metric, MetricCollection
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score,
-                                         MulticlassPrecision, MulticlassRecall)
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+from torchmetrics.functional import concordance_corrcoef, mean_squared_error
+from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
+                                                    multiclass_f1_score, multiclass_precision, multiclass_recall)
 
 from . import labels as L
 from .errors import EmoliteError
@@ -142,11 +144,10 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
 
     if targets_keys:   # regression model (valence/arousal)
         ds = ClipDataset(rows, None, frames, seconds, target_keys=targets_keys)
-        pred, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers), dev)
-        m = build_metrics(REGRESSION_METRICS, len(targets_keys))
-        res.update(n=len(rows), targets=targets_keys, **metric_values(m(pred, y)))
-        res["ccc_per_target"] = dict(zip(targets_keys, ConcordanceCorrCoef(num_outputs=len(targets_keys))(pred, y)
-                                         .reshape(-1).tolist()))
+        pred, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers, shard=False), dev)
+        ccc = concordance_corrcoef(pred, y).reshape(-1)
+        res.update(n=len(rows), targets=targets_keys, ccc=float(ccc.mean()), mse=float(mean_squared_error(pred, y)),
+                   ccc_per_target=dict(zip(targets_keys, ccc.tolist())))
         (out_dir / "metrics.json").write_text(json.dumps(res, indent=1))
         return res
 
@@ -163,20 +164,21 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
                            f"data: {', '.join(data_labels)})", cache_dir)
     y_idx = [mapping[data_labels.index(r["label"])] for r in keep]
     ds = ClipDataset(keep, y_idx, frames, seconds)
-    logits, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers), dev)
+    logits, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers, shard=False), dev)
     probs = torch.softmax(logits, dim=1)
     pred = probs.argmax(1)
     c = len(classes)
-    cm = MulticlassConfusionMatrix(c)(pred, y).numpy()
-    prec = MulticlassPrecision(c, average=None)(pred, y).numpy()
-    rec = MulticlassRecall(c, average=None)(pred, y).numpy()
-    f1 = MulticlassF1Score(c, average=None)(pred, y).numpy()
+    # functional metrics: no implicit cross-process sync (this may run on rank 0 of a DDP job)
+    cm = multiclass_confusion_matrix(pred, y, c).numpy()
+    prec = multiclass_precision(pred, y, c, average=None).numpy()
+    rec = multiclass_recall(pred, y, c, average=None).numpy()
+    f1 = multiclass_f1_score(pred, y, c, average=None).numpy()
     support = cm.sum(1)
     present = support > 0
     res.update({
         "n": len(keep), "classes": classes,
-        "accuracy": float(MulticlassAccuracy(c, average="micro")(pred, y)),
-        "f1_weighted": float(MulticlassF1Score(c, average="weighted")(pred, y)),
+        "accuracy": float(multiclass_accuracy(pred, y, c, average="micro")),
+        "f1_weighted": float(multiclass_f1_score(pred, y, c, average="weighted")),
         "f1_macro": float(f1[present].mean()),
         "uar": float(rec[present].mean()),
         "per_class": {k: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),

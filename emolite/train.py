@@ -171,8 +171,8 @@ def model_inputs(batch: dict, device: torch.device | str | None = None) -> dict:
     return out
 
 
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+def _dist(shard: bool = True) -> tuple[int, int]:
+    if shard and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
 
@@ -182,9 +182,9 @@ class EpochBatchSampler:
     or sequential), sharded over DDP ranks; `skip` batches are dropped once (resume)."""
 
     def __init__(self, n: int, batch_size: int, mode: str = "shuffle", weights: torch.Tensor | None = None,
-                 seed: int = 0, drop_last: bool = False, with_epoch: bool = False):
+                 seed: int = 0, drop_last: bool = False, with_epoch: bool = False, shard: bool = True):
         self.n, self.batch_size, self.mode, self.weights = n, batch_size, mode, weights
-        self.seed, self.drop_last, self.with_epoch = seed, drop_last, with_epoch
+        self.seed, self.drop_last, self.with_epoch, self.shard = seed, drop_last, with_epoch, shard
         self.epoch = 0
         self.skip_epoch, self.skip = -1, 0
 
@@ -205,14 +205,16 @@ class EpochBatchSampler:
         else:
             idx = torch.arange(self.n)
         idx = idx.tolist()
-        rank, world = _dist()
+        rank, world = _dist(self.shard)
         if world > 1:
-            idx += idx[: (-len(idx)) % world]
-            idx = idx[rank::world]
+            if self.with_epoch:   # training: equal step counts on every rank (pad by repeating)
+                idx += idx[: (-len(idx)) % world]
+            idx = idx[rank::world]   # evaluation: no duplicates, so metrics are exact
         return idx
 
     def _per_rank(self) -> int:
-        return math.ceil(self.n / _dist()[1])
+        rank, world = _dist(self.shard)
+        return math.ceil(self.n / world) if self.with_epoch else len(range(rank, self.n, world))
 
     def __len__(self) -> int:
         m = self._per_rank()
@@ -244,9 +246,10 @@ class ResumableLoader(DataLoader):
 
 
 def make_loader(ds: ClipDataset, batch_size: int, mode: str = "sequential", weights: torch.Tensor | None = None,
-                seed: int = 0, num_workers: int = 0, train: bool = False) -> DataLoader:
+                seed: int = 0, num_workers: int = 0, train: bool = False, shard: bool = True) -> DataLoader:
+    """shard=False: every sample on this process even under DDP (stand-alone evaluation)."""
     sampler = EpochBatchSampler(len(ds), batch_size, mode, weights, seed, drop_last=train and len(ds) > batch_size,
-                                with_epoch=train)
+                                with_epoch=train, shard=shard)
     cls = ResumableLoader if train else DataLoader
     return cls(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
                pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
@@ -301,11 +304,23 @@ def class_list(cfg: dict, train_rows: list[dict]) -> list[str]:
     return sorted({r["label"] for r in train_rows})
 
 
+def _keep_usable(rows: list[dict], modalities: list[str] | None, what: str) -> list[dict]:
+    """Drop entries that have none of the model's modalities (e.g. still images for a voice model)."""
+    if not modalities:
+        return rows
+    has = lambda r, m: r.get("has_audio", True) if m == "audio" else r.get("has_video", True)
+    keep = [r for r in rows if any(has(r, m) for m in modalities)]
+    if len(keep) < len(rows):
+        print(f"train: leaving out {len(rows) - len(keep)} {what} entries with none of the model's "
+              f"modalities ({', '.join(modalities)})")
+    return keep
+
+
 def _keep_known(rows: list[dict], classes: list[str], what: str) -> list[dict]:
     keep = [r for r in rows if r["label"] in classes]
     if len(keep) < len(rows):
         other = sorted({r["label"] for r in rows} - set(classes))
-        print(f"train: {what}: leaving out {len(rows) - len(keep)} entries with labels outside the class list: "
+        print(f"train: leaving out {len(rows) - len(keep)} {what} entries with labels outside the class list: "
               f"{', '.join(other[:MAX_PRINTED])}")
     return keep
 
@@ -390,7 +405,8 @@ def make_module(cfg: dict, model: torch.nn.Module, classes: list[str], weights: 
         def on_validation_epoch_end(self) -> None:
             vals = self._metric_values(self.val_metrics.compute())   # synced across ranks
             self.val_metrics.reset()
-            self.log_dict({f"val/{k}": v for k, v in vals.items()}, prog_bar=True)
+            # already identical on all ranks; sync_dist only silences Lightning's DDP warning
+            self.log_dict({f"val/{k}": v for k, v in vals.items()}, prog_bar=True, sync_dist=True)
 
         def configure_optimizers(self):
             o = self.cfg["optim"]
@@ -492,24 +508,35 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     if not regression:
         train_rows = _keep_known(train_rows, classes, "train")
         val_rows = _keep_known(val_rows, classes, "validation")
-        if not train_rows:
-            raise EmoliteError("no training entries with a label in the class list")
-    cidx = {c: i for i, c in enumerate(classes)}
-    counts = [sum(r["label"] == c for r in train_rows) for c in classes]
-    weights = class_weights(counts) if classes else None
-    sample_w = torch.tensor([1.0 / max(1, counts[cidx[r["label"]]]) for r in train_rows]) if classes else None
-
     run_dir = Path(t["out_dir"]) / t["name"]
     ckpt_dir = run_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if last.exists() and not resume:
         raise EmoliteError("this run dir already has checkpoints; resume it (--resume) or pick another "
                            "trainer.name / trainer.out_dir", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(cfg))
 
     pl.seed_everything(int(t["seed"]), workers=True, verbose=False)
     seed = int(t["seed"])
+    n_out = len(d["targets"]) if regression else len(classes)
+    mcfg = {k: v for k, v in cfg["model"].items() if k != "init"}
+    if cfg["model"]["init"]:
+        model = init_from(model_config(mcfg), n_out, cfg["model"]["init"])
+    else:
+        model = build_model(mcfg, n_out)
+
+    mods = getattr(model, "cfg", {}).get("modalities")
+    train_rows = _keep_usable(train_rows, mods, "train")
+    val_rows = _keep_usable(val_rows, mods, "validation")
+    if not train_rows or not val_rows:
+        raise EmoliteError(f"no {'training' if not train_rows else 'validation'} entries left after matching "
+                           "labels and modalities to the config", d["cache_dir"])
+    cidx = {c: i for i, c in enumerate(classes)}
+    counts = [sum(r["label"] == c for r in train_rows) for c in classes]
+    weights = class_weights(counts) if classes else None
+    sample_w = torch.tensor([1.0 / max(1, counts[cidx[r["label"]]]) for r in train_rows]) if classes else None
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(dump_toml(cfg))
     ydata = lambda rows: None if regression else [cidx[r["label"]] for r in rows]
     tk = d["targets"] if regression else None
     train_ds = ClipDataset(train_rows, ydata(train_rows), d["frames"], d["audio_seconds"], train=True,
@@ -517,13 +544,6 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     val_ds = ClipDataset(val_rows, ydata(val_rows), d["frames"], d["audio_seconds"], target_keys=tk)
     train_loader = make_loader(train_ds, d["batch_size"], d["sampler"], sample_w, seed, d["num_workers"], train=True)
     val_loader = make_loader(val_ds, d["batch_size"], num_workers=d["num_workers"])
-
-    n_out = len(d["targets"]) if regression else len(classes)
-    mcfg = {k: v for k, v in cfg["model"].items() if k != "init"}
-    if cfg["model"]["init"]:
-        model = init_from(model_config(mcfg), n_out, cfg["model"]["init"])
-    else:
-        model = build_model(mcfg, n_out)
     module = make_module(cfg, model, classes, weights, train_loader)
     train_loader.progress = lambda: module.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
@@ -533,7 +553,8 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
                               save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     step_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step", save_top_k=0, save_last=True,
                               every_n_train_steps=max(1, int(t["ckpt_every_n_steps"])), enable_version_counter=False)
-    callbacks = [best_cb, step_cb, EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]))]
+    callbacks = [best_cb, step_cb, EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
+                                                   check_on_train_epoch_end=False)]
     if cfg["debug"]["kill_after_steps"] > 0:
         callbacks.append(_kill_callback(int(cfg["debug"]["kill_after_steps"])))
     dbg = cfg["debug"]

@@ -159,6 +159,24 @@ def count_macs(model: nn.Module, example: dict) -> int:
     return total[0]
 
 
+def fuse_bn(model: nn.Module) -> nn.Module:
+    """Inference copy with every Conv→BatchNorm pair folded into the conv (eval mode only).
+
+    Same outputs (to ~1e-6), about half the CPU time of the face encoder. Use it for
+    serving/benchmarks, not for training or saving (its state_dict has no BN entries)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model = copy.deepcopy(model).eval()
+    for sub in model.modules():
+        if isinstance(sub, nn.Sequential):
+            for i in range(len(sub) - 1):
+                conv, bn = sub[i], sub[i + 1]
+                if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    sub[i] = fuse_conv_bn_eval(conv, bn)
+                    sub[i + 1] = nn.Identity()
+    return model
+
+
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
@@ -182,8 +200,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode, meta). Never unpickles arbitrary objects."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    fuse: bool = False) -> tuple[nn.Module, dict]:
+    """(model in eval mode, meta). Never unpickles arbitrary objects. fuse=True folds BatchNorm
+    into the convs (faster inference; see `fuse_bn`)."""
     from ..errors import EmoliteError
 
     try:
@@ -199,7 +219,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     model = build_model(meta.get("model", {}), num_classes)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
-    return model, meta
+    return (fuse_bn(model) if fuse else model), meta
 
 
 INPUT_NAMES = ["face", "context", "audio", "face_mask", "context_mask", "audio_mask"]
@@ -245,4 +265,4 @@ def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: fl
 
 
 __all__ = ["MODEL_DEFAULTS", "FRAMES", "SECONDS", "build_model", "model_config", "example_batch", "count_params",
-           "count_macs", "save_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper", "EmoNet"]
+           "count_macs", "fuse_bn", "save_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper", "EmoNet"]

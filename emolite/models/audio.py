@@ -6,12 +6,16 @@ Two variants from the paper, both shrunk to fit a per-clip budget:
 - "2d" (default): LFLBs over a log-mel spectrogram computed inside the model.
 - "1d": a learned strided filterbank on the raw waveform, then 1-D LFLBs.
 
-Why 2-D is the default (measured with scripts in the report, 4-s clip, 1 CPU thread, torch 2.13):
-the 2-D net costs ~0.14 G MACs / ~6 ms vs ~0.03 G / ~2 ms for 1-D, but on a synthetic
-prosody task (pitch level, pitch contour, spectral tilt, under random speaker pitch and
-noise) it reached clearly higher accuracy in the same number of steps, matching the paper's
-finding (2-D 95 % vs 1-D 89 % on EmoDB). The whole model stays well inside its budget with
-2-D, so accuracy wins.
+Why 2-D is the default — a quick measurement (1 CPU thread, torch 2.13; encoder + head only):
+  cost per 4-s clip:  2-D 0.43 M params, 0.14 G MACs, ~6-9 ms;  1-D 0.31 M, 0.01 G, ~1.5 ms.
+  synthetic prosody task (4 classes from pitch level × pitch slope, random speaker pitch
+  ±40 %, random harmonic tilt, syllable gating, 5-25 dB SNR noise; 2-s clips, batch 16, AdamW
+  one-cycle, 400 steps, 256 held-out clips): test accuracy after 100/200/300/400 steps was
+  2-D .62/.70/.71/.71 vs 1-D .56/.53/.68/.71.
+The 2-D net learns faster and was never worse here; on real speech Zhao et al. report a clear
+gap (EmoDB speaker-dependent 95.3 % for 2-D vs 89.2 % for 1-D), and the whole default model
+stays within budget (0.24 G MACs of 0.45 G). So accuracy wins; `audio_kind="1d"` remains for
+when every millisecond counts (whole model ~0.11 G MACs).
 
 The log-mel front end is a fixed conv1d DFT (cos/sin rows times a Hann window) followed by a
 1×1 conv mel filterbank: plain Conv ops, so the model exports to ONNX opset 17 as one graph
@@ -77,27 +81,49 @@ class LogMel(nn.Module):
         return n_samples // self.hop + 1
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        x = F.pad(wav[:, None, :], (self.n_fft // 2, self.n_fft // 2))   # centred frames
-        spec = F.conv1d(x, self.dft, stride=self.hop)                    # B×2F×frames
-        re, im = spec.chunk(2, dim=1)
-        power = re * re + im * im
-        return torch.log(F.conv1d(power, self.mel) + LOG_EPS)           # B×M×frames
+        # fp32 even under mixed precision: power spectra of loud audio overflow fp16.
+        with torch.autocast(device_type=wav.device.type, enabled=False):
+            x = F.pad(wav.float()[:, None, :], (self.n_fft // 2, self.n_fft // 2))   # centred frames
+            spec = F.conv1d(x, self.dft, stride=self.hop)                            # B×2F×frames
+            re, im = spec.chunk(2, dim=1)
+            power = re * re + im * im
+            return torch.log(F.conv1d(power, self.mel) + LOG_EPS)                   # B×M×frames
 
     def extra_macs(self, inp: tuple, out: torch.Tensor) -> int:
         b, _, t = out.shape
         return b * t * (self.dft.shape[0] * self.n_fft + self.mel.shape[0] * self.mel.shape[1])
 
 
-def lflb2d(cin: int, cout: int, pool: tuple[int, int]) -> nn.Sequential:
-    """Zhao's local feature learning block, 2-D."""
+class MaxPool2x(nn.Module):
+    """Max-pool by 2 over the last `dims` axes (floor, like nn.MaxPool) as strided maxima:
+    same result, ~15× faster than nn.MaxPool2d on one CPU thread for these shapes."""
+
+    def __init__(self, dims: int = 2):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for d in range(-self.dims, 0):
+            n = x.shape[d] // 2 * 2
+            a = x.narrow(d, 0, n)
+            idx = [slice(None)] * x.dim()
+            idx[d] = slice(0, n, 2)
+            even = a[tuple(idx)]
+            idx[d] = slice(1, n, 2)
+            x = torch.maximum(even, a[tuple(idx)])
+        return x
+
+
+def lflb2d(cin: int, cout: int) -> nn.Sequential:
+    """Zhao's local feature learning block, 2-D (conv 3×3, BN, ELU, 2×2 max-pool)."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ELU(inplace=True), nn.MaxPool2d(pool))
+                         nn.ELU(inplace=True), MaxPool2x(2))
 
 
-def lflb1d(cin: int, cout: int, pool: int) -> nn.Sequential:
-    """Zhao's local feature learning block, 1-D."""
+def lflb1d(cin: int, cout: int) -> nn.Sequential:
+    """Zhao's local feature learning block, 1-D (conv 3, BN, ELU, max-pool 2)."""
     return nn.Sequential(nn.Conv1d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm1d(cout),
-                         nn.ELU(inplace=True), nn.MaxPool1d(pool))
+                         nn.ELU(inplace=True), MaxPool2x(1))
 
 
 class AudioEncoder2D(nn.Module):
@@ -109,7 +135,7 @@ class AudioEncoder2D(nn.Module):
         self.logmel = LogMel(n_mels)
         self.norm = nn.BatchNorm2d(1)
         chans = (1,) + tuple(channels)
-        self.cnn = nn.Sequential(*[lflb2d(chans[i], chans[i + 1], (2, 2)) for i in range(len(channels))])
+        self.cnn = nn.Sequential(*[lflb2d(chans[i], chans[i + 1]) for i in range(len(channels))])
         freq = n_mels // (2 ** len(channels))
         self.lstm = nn.LSTM(chans[-1] * freq, hidden, batch_first=True)
         self.proj = nn.Linear(2 * hidden, out_dim)
@@ -131,7 +157,7 @@ class AudioEncoder1D(nn.Module):
         super().__init__()
         self.front = nn.Sequential(nn.Conv1d(1, channels[0], N_FFT, stride=HOP, padding=N_FFT // 2, bias=False),
                                    nn.BatchNorm1d(channels[0]), nn.ELU(inplace=True))
-        self.cnn = nn.Sequential(*[lflb1d(channels[i], channels[i + 1], 2) for i in range(len(channels) - 1)])
+        self.cnn = nn.Sequential(*[lflb1d(channels[i], channels[i + 1]) for i in range(len(channels) - 1)])
         self.lstm = nn.LSTM(channels[-1], hidden, batch_first=True)
         self.proj = nn.Linear(2 * hidden, out_dim)
         self.out_dim = out_dim
