@@ -15,11 +15,11 @@ Hardware (all through [trainer] / `--set trainer.x=...`):
   one node, 4 GPUs, DDP:  trainer.devices=4 trainer.strategy=ddp            (Lightning starts the processes)
   several nodes, torchrun (run on every node; Lightning reads the torchrun environment):
     torchrun --nnodes=2 --nproc-per-node=4 --node-rank=$NODE_RANK --master-addr=$HEAD --master-port=29500 \\
-      --no-python emolite train configs/meld.toml --set trainer.devices=4 --set trainer.num_nodes=2 \\
+      --no-python emolite train --config configs/meld.toml --set trainer.devices=4 --set trainer.num_nodes=2 \\
       --set trainer.strategy=ddp
   SLURM (Lightning reads the SLURM environment; one task per GPU):
     #SBATCH --nodes=2 --ntasks-per-node=4 --gpus-per-node=4
-    srun emolite train configs/meld.toml --set trainer.devices=4 --set trainer.num_nodes=2 --set trainer.strategy=ddp
+    srun emolite train --config configs/meld.toml --set trainer.devices=4 --set trainer.num_nodes=2 --set trainer.strategy=ddp
   Batches are sharded per rank by our own sampler (use_distributed_sampler=False), so the
   effective batch size is data.batch_size × world size.
 
@@ -245,6 +245,16 @@ class ResumableLoader(DataLoader):
         self.batch_sampler.skip = int(state.get("batches_done", 0))
 
 
+def _worker_init(_: int) -> None:
+    """One thread per loader worker: N workers × all cores each would oversubscribe the CPU."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
+
+
 def make_loader(ds: ClipDataset, batch_size: int, mode: str = "sequential", weights: torch.Tensor | None = None,
                 seed: int = 0, num_workers: int = 0, train: bool = False, shard: bool = True) -> DataLoader:
     """shard=False: every sample on this process even under DDP (stand-alone evaluation)."""
@@ -252,7 +262,8 @@ def make_loader(ds: ClipDataset, batch_size: int, mode: str = "sequential", weig
                                 with_epoch=train, shard=shard)
     cls = ResumableLoader if train else DataLoader
     return cls(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-               pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+               pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
+               worker_init_fn=_worker_init if num_workers > 0 else None)
 
 
 # ============================================================================ splits and classes

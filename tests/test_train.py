@@ -155,6 +155,14 @@ def test_config_overrides_and_errors(tmp_path):
     assert train.class_list(config.load_config(None, ["data.classes=['Happy', 'angry']"]), []) == ["happiness", "anger"]
 
 
+@pytest.mark.parametrize("name", ["meld", "cremad", "ravdess", "meld_to_cremad", "smoke"])
+def test_shipped_configs_load(name):
+    cfg = config.load_config(ROOT / "configs" / f"{name}.toml")
+    assert cfg["trainer"]["name"] == name
+    if name == "meld_to_cremad":
+        assert cfg["model"]["init"].endswith("meld/best.pt") and cfg["data"]["dataset"] == "cremad"
+
+
 def test_plugin_registers_loss(tmp_path, monkeypatch):
     from emolite.losses import build_loss
     (tmp_path / "my_emolite_plugin.py").write_text(
