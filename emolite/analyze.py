@@ -1,7 +1,7 @@
 """`emolite analyze`: media files -> emotions over time (CSV, JSON, terminal table, plot).
 
 Windows stream from media.iter_windows through the one shared feature path
-(features.window_features -> inputs.clip_inputs) into the model in small batches; rows are
+(features.window_features -> inputs.clip_inputs, the evaluation path of training's make_sample) into the model in small batches; rows are
 written as they come, so a 1-hour video runs in bounded memory.
 """
 
@@ -136,7 +136,7 @@ def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = W
                 scale = _scale(p, feats.frame_size)
             scale = scale or 1.0
             x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
-                              feats.has_video, feats.has_audio)
+                              feats.has_video, feats.has_audio, fps=fps)
             pending.append((w, x, feats))
             if len(pending) >= batch:
                 yield from flush()

@@ -137,7 +137,7 @@ def load_entry(file: str | Path) -> dict:
 
 def index_row(key: str, file: Path, meta: dict) -> dict:
     """The index line for an entry: what training needs to pick and split entries."""
-    return {"key": key, "file": str(Path(file).resolve()), "label": meta.get("label", ""),
+    return {"key": key, "file": str(Path(file).resolve()), "path": meta.get("path", ""), "label": meta.get("label", ""),
             "speaker": meta.get("speaker", ""), "split": meta.get("split", ""),
             "dataset": meta.get("dataset", ""), "duration": float(meta.get("duration", 0.0)),
             "n_frames": int(meta.get("n_frames", 0)), "fps": float(meta.get("fps", 5.0)),

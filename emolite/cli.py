@@ -79,6 +79,30 @@ def cmd_analyze(args) -> int:
     return 0 if not summary["failed"] else 2
 
 
+def cmd_train(args) -> int:
+    from . import train
+    from .config import load_config
+
+    overrides = list(args.set or [])
+    if args.init:
+        overrides.append(f"model.init={json.dumps(args.init)}")
+    if args.plugin:
+        overrides.append(f"plugins={json.dumps(args.plugin)}")
+    cfg = load_config(args.config, overrides)
+    result = train.run(cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in result.items() if k != "classes"}, indent=1))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate
+
+    res = evaluate.run(args.model, args.cache, split=args.split, out_dir=args.out, dataset=args.dataset or "")
+    keep = ("n", "accuracy", "f1_weighted", "f1_macro", "uar", "dropped_labels", "absent_classes")
+    print(json.dumps({k: res[k] for k in keep if k in res}, indent=1))
+    return 0
+
+
 def cmd_export(args) -> int:
     from .export import export
 
@@ -91,6 +115,17 @@ def cmd_bench(args) -> int:
     from . import bench
 
     print(json.dumps(bench.run(args.model, args.seconds), indent=1))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve.app import Limits, serve
+
+    given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels,
+             "max_message": args.max_message_kb and args.max_message_kb << 10,
+             "max_upload": args.max_upload_mb and args.max_upload_mb << 20}
+    limits = Limits(**{k: v for k, v in given.items() if v is not None})
+    serve(args.model, host=args.host, port=args.port, device=args.device, workers=args.workers, limits=limits)
     return 0
 
 
@@ -138,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(func=cmd_analyze)
 
+    s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
+    s.add_argument("--config", help="TOML config (see configs/); defaults otherwise")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.fusion=attention")
+    s.add_argument("--init", help="fine-tune from this checkpoint (new head for the new label set)")
+    s.add_argument("--plugin", action="append", help="module or .py file that registers datasets/models/losses")
+    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, F1, UAR, per-class scores, confusion matrix (JSON + PNG)")
+    s.add_argument("--model", required=True, help="checkpoint (.pt)")
+    s.add_argument("--cache", required=True, help="preprocessed cache folder")
+    s.add_argument("--split", default="test", help="test | dev | train | all")
+    s.add_argument("--dataset", help="only this dataset's entries")
+    s.add_argument("-o", "--out", help="output folder (default: beside the checkpoint)")
+    s.set_defaults(func=cmd_evaluate)
+
     s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
     s.add_argument("--model", help="checkpoint (.pt) (default: the packaged model)")
     s.add_argument("-o", "--out", default="emolite.onnx")
@@ -148,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="checkpoint or ONNX (default: the packaged model)")
     s.add_argument("--seconds", type=float, default=20.0, help="length of the generated clip for analyze speed")
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("serve", help="live emotions from a browser's webcam + microphone (page, WebSocket, HTTP API)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda")
+    s.add_argument("--workers", type=int, default=2, help="inference threads (about the number of cores)")
+    s.add_argument("--max-sessions", type=int, help="concurrent browser clients (default 16)")
+    s.add_argument("--max-upload-mb", type=int, help="largest uploaded file (default 50)")
+    s.add_argument("--max-message-kb", type=int, help="largest WebSocket message (default 1024)")
+    s.add_argument("--max-frame-pixels", type=int, help="largest webcam frame, width x height (default 1280x720)")
+    s.set_defaults(func=cmd_serve)
     return p
 
 

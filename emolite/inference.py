@@ -42,17 +42,19 @@ class EmotionModel:
 
     @property
     def frames(self) -> int:
-        return int(self.meta.get("frames", I.FRAMES))
+        return int(self.meta.get("preprocess", {}).get("frames", I.FRAMES))
 
     @property
     def seconds(self) -> float:
-        return float(self.meta.get("audio_seconds", I.SECONDS))
+        return float(self.meta.get("preprocess", {}).get("audio_seconds", I.SECONDS))
 
     @property
     def preprocessing(self) -> dict:
+        """Settings of the cache the model was trained on (fps, crop sizes, detector, ...)."""
         from .features import DEFAULTS
 
-        return {**DEFAULTS, **self.meta.get("preprocessing", {})}
+        p = self.meta.get("preprocess", {})
+        return {**DEFAULTS, **{k: v for k, v in p.items() if k in DEFAULTS}}
 
     @property
     def modalities(self) -> list[str]:

@@ -1,61 +1,89 @@
 """Clip arrays (from the cache or from a live window) -> the model's input tensors.
 
-One place decides how N sampled frames become T model frames and how audio is cut or padded,
-so training (eval mode), analyze, serve and ONNX all feed the model the same way.
+One place decides how N sampled frames become T model frames and how audio is cut or padded
+(`make_sample`), so training, evaluation, analyze, serve and ONNX all feed the model the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-FRAMES = 8            # T: frames per model input (sampled uniformly over the window)
+from .augment import augment_audio, augment_frames, fit_length
+
+FRAMES = 8            # T: frames per model input (spread uniformly over the window)
 SECONDS = 4.0         # audio seconds per model input (cropped or zero-padded)
 SAMPLE_RATE = 16000
+FACE_SIZE = 112
 
 
-def frame_indices(n: int, T: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """T indices spread uniformly over n frames; with an rng, jittered within each segment."""
-    if n <= 0:
-        return np.zeros(T, np.int64)
-    if rng is None:
-        return np.round(np.linspace(0, n - 1, T)).astype(np.int64)
-    edges = np.linspace(0, n, T + 1)
-    return np.minimum(np.floor(edges[:-1] + rng.random(T) * (edges[1:] - edges[:-1])), n - 1).astype(np.int64)
+def _resize_frames(x: np.ndarray, size: int) -> np.ndarray:
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    import cv2
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in x]) if len(x) \
+        else np.zeros((0, size, size, 3), np.uint8)
 
 
-def fit_audio(audio: np.ndarray, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Crop (centre, or random with an rng) or zero-pad at the end to exactly `length` samples."""
-    audio = np.asarray(audio, np.float32).reshape(-1)
-    if audio.size >= length:
-        start = (audio.size - length) // 2 if rng is None else int(rng.integers(0, audio.size - length + 1))
-        return audio[start:start + length]
-    return np.pad(audio, (0, length - audio.size))
+def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generator | None = None,
+                aug: dict | None = None) -> dict:
+    """One model window from a cache entry: T frames + `seconds` of aligned audio + masks.
 
-
-def clip_inputs(face: np.ndarray, face_mask: np.ndarray, context: np.ndarray, audio: np.ndarray,
-                T: int = FRAMES, seconds: float = SECONDS, has_video: bool | None = None,
-                has_audio: bool | None = None, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    """Unbatched model inputs: face/context T×3×H×W float32 in [0, 1], audio S float32, masks."""
-    n = len(context)
-    has_video = n > 0 if has_video is None else bool(has_video and n > 0)
-    audio = np.zeros(0, np.float32) if audio is None else audio
-    has_audio = audio.size > 0 if has_audio is None else bool(has_audio and audio.size > 0)
-    fs = face.shape[1] if face.ndim == 4 else 112
-    cs = context.shape[1] if context.ndim == 4 else 112
-    if has_video:
-        idx = frame_indices(n, T, rng)
-        f = face[idx].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        c = context[idx].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        fm = np.asarray(face_mask, bool)[idx]
-        cm = np.ones(T, bool)
+    Frame i of the entry is at time i/fps. If the clip is longer than the window, the window
+    starts at a random time (training, rng given) or is centred (evaluation). Frames are
+    spread uniformly over the window (stratified random jitter in training); audio is the
+    window's samples, zero-padded."""
+    n = len(entry["context"]) if entry["has_video"] else 0
+    fps = float(entry.get("fps") or 5.0)
+    audio = entry["audio"] if entry["has_audio"] else np.zeros(0, np.float32)
+    dur = max(n / fps if n else 0.0, audio.size / SAMPLE_RATE)
+    if dur > seconds:
+        t0 = float(rng.uniform(0, dur - seconds)) if rng is not None else (dur - seconds) / 2
     else:
-        f = np.zeros((T, 3, fs, fs), np.float32)
-        c = np.zeros((T, 3, cs, cs), np.float32)
-        fm = cm = np.zeros(T, bool)
-    a = fit_audio(audio, int(round(seconds * SAMPLE_RATE)), rng) if has_audio else \
-        np.zeros(int(round(seconds * SAMPLE_RATE)), np.float32)
-    return {"face": f, "context": c, "audio": a, "face_mask": fm, "context_mask": cm,
-            "audio_mask": np.array(has_audio)}
+        t0 = 0.0
+    span = min(seconds, dur)
+    size = FACE_SIZE
+    if n > 0:
+        u = (np.arange(frames) + (rng.uniform(0, 1, frames) if rng is not None else 0.5)) / frames
+        idx = np.clip(np.floor((t0 + u * span) * fps).astype(int), 0, n - 1)
+        face = _resize_frames(entry["face"][idx], size)
+        context = _resize_frames(entry["context"][idx], size)
+        face_mask = entry["face_mask"][idx].astype(bool)
+        context_mask = np.ones(frames, bool)
+        if rng is not None and aug:
+            face = augment_frames(face, rng, aug)
+            context = augment_frames(context, rng, aug)
+            face = face * face_mask[:, None, None, None].astype(np.uint8)   # faceless frames stay black
+    else:
+        face = np.zeros((frames, size, size, 3), np.uint8)
+        context = np.zeros_like(face)
+        face_mask = np.zeros(frames, bool)
+        context_mask = np.zeros(frames, bool)
+    n_samples = int(round(seconds * SAMPLE_RATE))
+    a0 = int(round(t0 * SAMPLE_RATE))
+    seg = audio[a0:a0 + n_samples].astype(np.float32)
+    audio_mask = seg.size > 0
+    if audio_mask and rng is not None and aug:
+        seg = augment_audio(seg, rng, aug)
+    return {"face": face, "context": context, "audio": fit_length(seg, n_samples),
+            "face_mask": face_mask, "context_mask": context_mask, "audio_mask": np.bool_(audio_mask)}
+
+
+def clip_inputs(face: np.ndarray, face_mask: np.ndarray, context: np.ndarray, audio: np.ndarray | None,
+                T: int = FRAMES, seconds: float = SECONDS, has_video: bool | None = None,
+                has_audio: bool | None = None, fps: float | None = None) -> dict[str, np.ndarray]:
+    """Unbatched model inputs for one analysed window (evaluation path of `make_sample`):
+    face/context T×3×H×W float32 in [0, 1], audio S float32, masks. `fps` defaults to spreading
+    the window's frames over its own length."""
+    audio = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32)
+    n = len(context)
+    entry = {"face": face, "face_mask": np.asarray(face_mask, bool), "context": context, "audio": audio,
+             "has_video": bool(n > 0 if has_video is None else has_video and n > 0),
+             "has_audio": bool(audio.size > 0 if has_audio is None else has_audio and audio.size > 0),
+             "fps": fps or (n / max(audio.size / SAMPLE_RATE, 1e-6) if audio.size and n else 5.0)}
+    s = make_sample(entry, T, seconds)
+    for k in ("face", "context"):
+        s[k] = s[k].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+    return s
 
 
 def stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

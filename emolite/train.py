@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import cache
 from . import labels as L
-from .augment import augment_audio, augment_frames, fit_length
 from .errors import EmoliteError
+from .inputs import make_sample
 from .losses import REGRESSION_LOSSES, build_loss, class_weights
 from .models import build_model, model_config, save_checkpoint
 
@@ -60,58 +60,6 @@ MAX_PRINTED = 5
 
 
 # ============================================================================ data
-
-def _resize_frames(x: np.ndarray, size: int) -> np.ndarray:
-    if x.shape[1] == size and x.shape[2] == size:
-        return x
-    import cv2
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in x]) if len(x) \
-        else np.zeros((0, size, size, 3), np.uint8)
-
-
-def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generator | None = None,
-                aug: dict | None = None) -> dict:
-    """One model window from a cache entry: T frames + `seconds` of aligned audio + masks.
-
-    Frame i of the entry is at time i/fps. If the clip is longer than the window, the window
-    starts at a random time (training, rng given) or is centred (evaluation). Frames are
-    spread uniformly over the window (stratified random jitter in training); audio is the
-    window's samples, zero-padded."""
-    n = len(entry["context"]) if entry["has_video"] else 0
-    fps = float(entry.get("fps") or 5.0)
-    audio = entry["audio"] if entry["has_audio"] else np.zeros(0, np.float32)
-    dur = max(n / fps if n else 0.0, audio.size / SAMPLE_RATE)
-    if dur > seconds:
-        t0 = float(rng.uniform(0, dur - seconds)) if rng is not None else (dur - seconds) / 2
-    else:
-        t0 = 0.0
-    span = min(seconds, dur)
-    size = FACE_SIZE
-    if n > 0:
-        u = (np.arange(frames) + (rng.uniform(0, 1, frames) if rng is not None else 0.5)) / frames
-        idx = np.clip(np.floor((t0 + u * span) * fps).astype(int), 0, n - 1)
-        face = _resize_frames(entry["face"][idx], size)
-        context = _resize_frames(entry["context"][idx], size)
-        face_mask = entry["face_mask"][idx].astype(bool)
-        context_mask = np.ones(frames, bool)
-        if rng is not None and aug:
-            face = augment_frames(face, rng, aug)
-            context = augment_frames(context, rng, aug)
-            face = face * face_mask[:, None, None, None].astype(np.uint8)   # faceless frames stay black
-    else:
-        face = np.zeros((frames, size, size, 3), np.uint8)
-        context = np.zeros_like(face)
-        face_mask = np.zeros(frames, bool)
-        context_mask = np.zeros(frames, bool)
-    n_samples = int(round(seconds * SAMPLE_RATE))
-    a0 = int(round(t0 * SAMPLE_RATE))
-    seg = audio[a0:a0 + n_samples].astype(np.float32)
-    audio_mask = seg.size > 0
-    if audio_mask and rng is not None and aug:
-        seg = augment_audio(seg, rng, aug)
-    return {"face": face, "context": context, "audio": fit_length(seg, n_samples),
-            "face_mask": face_mask, "context_mask": context_mask, "audio_mask": np.bool_(audio_mask)}
-
 
 class ClipDataset(Dataset):
     """Cache entries -> model windows. Index with an int (evaluation: deterministic) or with
