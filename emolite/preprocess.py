@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import cache, media
 from .data import Item
+from .data.manifest import safe_key
 from .errors import EmoliteError
 from .features import DEFAULTS, window_features
 from .registry import DATASETS, lookup, register_dataset
@@ -45,15 +46,6 @@ def load_files(root: str | Path, **_) -> tuple[list[Item], list[tuple[str, str]]
     items = [Item(str(p.resolve()), "", key=safe_key(str(p.relative_to(root) if root.is_dir() else p.name)),
                   dataset="files") for p in paths]
     return items, []
-
-
-def safe_key(s: str) -> str:
-    """A filesystem-safe, unique-enough entry name from a relative path."""
-    import hashlib
-    import re
-
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", s)[-80:].strip("._") or "item"
-    return f"{stem}-{hashlib.sha1(s.encode()).hexdigest()[:6]}" if stem != s else stem
 
 
 _DETECTOR = None
