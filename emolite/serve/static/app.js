@@ -1,0 +1,367 @@
+// emolite live page: webcam frames + microphone audio over one WebSocket, predictions back.
+// Plain JS, no build step, nothing loaded from elsewhere. The wire protocol is documented in
+// emolite/serve/app.py: 0x01 + u32 frame_id + f64 time + JPEG; 0x02 + int16 PCM at 16 kHz.
+'use strict';
+
+const FRAME_WIDTH = 320;      // px: frames are downscaled before sending
+const FPS = 5;                // frames sent per second
+const JPEG_QUALITY = 0.75;
+const SAMPLE_RATE = 16000;    // Hz mono, what the model hears
+const MAX_BUFFERED = 256 * 1024;  // bytes queued in the socket: skip frames beyond this (slow network)
+const HISTORY = 40;           // labels kept in the strip
+const T_FRAME = 0x01, T_PCM16 = 0x02;
+const COLORS = ['#e4572e', '#76b041', '#8e6cbf', '#ffc914', '#9aa5b1', '#2e86ab', '#f19a3e',
+  '#17bebb', '#d1495b', '#66a182'];
+
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const overlay = $('overlay');
+const grab = document.createElement('canvas');
+const grabCtx = grab.getContext('2d');
+
+const state = {
+  ws: null, stream: null, timer: null, audioCtx: null, running: false, busy: false, retry: null,
+  frameId: 0, sent: 0, answered: 0, dropped: 0, skipped: 0, lat: [], classes: [], bars: {}, level: 0,
+};
+
+function setStatus(text, kind = 'info') {
+  const el = $('status');
+  el.textContent = text;
+  el.dataset.state = kind;
+}
+
+function color(label) {
+  const i = state.classes.indexOf(label);
+  return COLORS[(i < 0 ? 0 : i) % COLORS.length];
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : 0;
+}
+
+// ------------------------------------------------------------------ socket
+
+function connect() {
+  if (state.ws) return;
+  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
+  ws.binaryType = 'arraybuffer';
+  ws.onopen = () => setStatus('connected', 'ok');
+  ws.onmessage = (e) => {
+    let m;
+    try { m = JSON.parse(e.data); } catch { return; }
+    const h = handlers[m.type];
+    if (h) h(m);
+  };
+  ws.onclose = (e) => {
+    state.ws = null;
+    if (!state.running) { setStatus('stopped'); return; }
+    setStatus(`disconnected (${e.code}${e.reason ? ': ' + e.reason : ''}); reconnecting…`, 'error');
+    clearTimeout(state.retry);
+    state.retry = setTimeout(connect, e.code === 1013 ? 5000 : 2000);
+  };
+  state.ws = ws;
+}
+
+const handlers = {
+  hello(m) {
+    state.classes = m.classes;
+    buildBars(m.classes);
+    setStatus(`connected · session ${m.session}`, 'ok');
+  },
+  prediction: onPrediction,
+  pong() {},
+  error(m) {
+    console.warn('server:', m.message);
+    setStatus(`server: ${m.message}`, 'warn');
+  },
+};
+
+// ------------------------------------------------------------------ capture
+
+async function start() {
+  $('start').disabled = true;
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    setStatus('this browser gives no camera to this page: open it on localhost or over HTTPS', 'error');
+    $('start').disabled = false;
+    return;
+  }
+  const audio = { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 };
+  const videoC = { width: { ideal: 640 }, height: { ideal: 480 } };
+  let stream = null;
+  for (const c of [{ video: videoC, audio }, { video: videoC }, { audio }]) {
+    try { stream = await navigator.mediaDevices.getUserMedia(c); break; } catch (e) { console.warn(e); }
+  }
+  if (!stream) {
+    setStatus('no camera or microphone (permission denied or none found)', 'error');
+    $('start').disabled = false;
+    return;
+  }
+  state.stream = stream;
+  state.running = true;
+  video.srcObject = stream;
+  $('stop').disabled = false;
+  connect();
+  if (stream.getAudioTracks().length) {
+    try { await startAudio(stream); } catch (e) { console.warn(e); $('audio-state').textContent = 'microphone failed'; }
+  }
+  if (stream.getVideoTracks().length) {
+    state.timer = setInterval(sendFrame, 1000 / FPS);
+  } else {  // voice only: ask for a prediction from the audio window twice a second
+    state.timer = setInterval(() => {
+      const ws = state.ws;
+      if (ws && ws.readyState === 1) {
+        ws.send(JSON.stringify({ type: 'predict', id: state.frameId++, t: performance.now() }));
+        state.sent++;
+      }
+    }, 500);
+  }
+}
+
+function stop() {
+  state.running = false;
+  clearInterval(state.timer);
+  clearTimeout(state.retry);
+  if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+  if (state.audioCtx) state.audioCtx.close();
+  if (state.ws) state.ws.close();
+  state.stream = state.audioCtx = null;
+  video.srcObject = null;
+  $('start').disabled = false;
+  $('stop').disabled = true;
+  $('audio-state').textContent = 'microphone off';
+}
+
+async function sendFrame() {
+  const ws = state.ws;
+  if (state.busy || !ws || ws.readyState !== 1 || video.readyState < 2 || !video.videoWidth) return;
+  if (ws.bufferedAmount > MAX_BUFFERED) { state.skipped++; return; }
+  state.busy = true;
+  try {
+    const w = Math.min(FRAME_WIDTH, video.videoWidth);
+    const h = Math.round(video.videoHeight * w / video.videoWidth);
+    if (grab.width !== w || grab.height !== h) { grab.width = w; grab.height = h; }
+    const t = performance.now();  // capture time: the latency shown is capture -> answer
+    grabCtx.drawImage(video, 0, 0, w, h);
+    const blob = await new Promise((resolve) => grab.toBlob(resolve, 'image/jpeg', JPEG_QUALITY));
+    if (!blob || ws.readyState !== 1) return;
+    const jpeg = new Uint8Array(await blob.arrayBuffer());
+    const msg = new Uint8Array(13 + jpeg.length);
+    const v = new DataView(msg.buffer);
+    msg[0] = T_FRAME;
+    v.setUint32(1, state.frameId >>> 0, true);
+    v.setFloat64(5, t, true);
+    msg.set(jpeg, 13);
+    state.frameId = (state.frameId + 1) >>> 0;
+    ws.send(msg);
+    state.sent++;
+    updateCounts();
+  } finally {
+    state.busy = false;
+  }
+}
+
+// Microphone -> 16 kHz mono. An AudioContext at 16 kHz resamples in the browser; where that is
+// refused (some browsers will not mix sample rates) the worklet decimates from the native rate.
+async function startAudio(stream) {
+  let ctx = null, src = null;
+  try {
+    ctx = new AudioContext({ sampleRate: SAMPLE_RATE });
+    src = ctx.createMediaStreamSource(stream);
+  } catch (e) {
+    if (ctx) ctx.close();
+    ctx = new AudioContext();
+    src = ctx.createMediaStreamSource(stream);
+  }
+  state.audioCtx = ctx;
+  const sink = ctx.createGain();
+  sink.gain.value = 0;  // keep the graph pulling samples without playing the mic back
+  sink.connect(ctx.destination);
+  if (ctx.audioWorklet) {
+    await ctx.audioWorklet.addModule('/static/pcm-worklet.js');
+    const node = new AudioWorkletNode(ctx, 'pcm-tap', { channelCount: 1, channelCountMode: 'explicit' });
+    node.port.onmessage = (e) => sendPcm(e.data);
+    src.connect(node);
+    node.connect(sink);
+  } else {  // old browsers: ScriptProcessor on the main thread, same box-filter decimation
+    const node = ctx.createScriptProcessor(4096, 1, 1);
+    const step = ctx.sampleRate / SAMPLE_RATE;
+    let acc = 0, cnt = 0, phase = 0;
+    node.onaudioprocess = (e) => {
+      const x = e.inputBuffer.getChannelData(0);
+      const out = [];
+      for (let i = 0; i < x.length; i++) {
+        acc += x[i]; cnt++; phase += 1;
+        if (phase >= step) { out.push(acc / cnt); acc = 0; cnt = 0; phase -= step; }
+      }
+      sendPcm(Float32Array.from(out));
+    };
+    src.connect(node);
+    node.connect(sink);
+  }
+  if (ctx.state === 'suspended') {
+    $('audio-state').textContent = 'click anywhere to turn the microphone on';
+    document.addEventListener('click', () => ctx.resume(), { once: true });
+  }
+}
+
+function sendPcm(x) {
+  const ws = state.ws;
+  if (!ws || ws.readyState !== 1 || !x.length) return;
+  const buf = new ArrayBuffer(1 + 2 * x.length);
+  const v = new DataView(buf);
+  v.setUint8(0, T_PCM16);
+  let e = 0;
+  for (let i = 0; i < x.length; i++) {
+    const s = Math.max(-1, Math.min(1, x[i]));
+    e += s * s;
+    v.setInt16(1 + 2 * i, s < 0 ? s * 32768 : s * 32767, true);
+  }
+  ws.send(buf);
+  state.level = Math.sqrt(e / x.length);
+  const bars = Math.min(8, Math.round(state.level * 40));
+  $('audio-state').textContent = `microphone on ${'▮'.repeat(bars)}${'▯'.repeat(8 - bars)}`;
+}
+
+// ------------------------------------------------------------------ display
+
+function buildBars(classes) {
+  const root = $('bars');
+  root.textContent = '';
+  state.bars = {};
+  for (const c of classes) {
+    const row = document.createElement('div');
+    row.className = 'bar';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = c;
+    const track = document.createElement('span');
+    track.className = 'track';
+    const fill = document.createElement('span');
+    fill.className = 'fill';
+    fill.style.background = color(c);
+    track.appendChild(fill);
+    const val = document.createElement('span');
+    val.className = 'val';
+    row.append(name, track, val);
+    root.appendChild(row);
+    state.bars[c] = { fill, val };
+  }
+}
+
+function onPrediction(m) {
+  state.answered++;
+  state.dropped = m.dropped;
+  const rtt = performance.now() - m.t;
+  state.lat.push(rtt);
+  if (state.lat.length > 50) state.lat.shift();
+  $('latency').textContent = `${rtt.toFixed(0)} ms (median ${median(state.lat).toFixed(0)} ms)`;
+  const t = m.timings;
+  $('server-ms').textContent = `${t.total_ms.toFixed(0)} ms (${t.detect_ms.toFixed(0)} / ${t.model_ms.toFixed(0)})`;
+  const label = $('label');
+  label.textContent = m.label;
+  label.dataset.label = m.label;
+  label.style.color = color(m.label);
+  $('confidence').textContent = `${(m.confidence * 100).toFixed(0)}% confident${m.has_audio ? ' · face + scene + voice' : ''}`;
+  for (const [c, p] of Object.entries(m.probs)) {
+    const b = state.bars[c];
+    if (!b) continue;
+    b.fill.style.width = `${(p * 100).toFixed(1)}%`;
+    b.val.textContent = `${(p * 100).toFixed(0)}%`;
+  }
+  if (m.fresh) pushHistory(m.label);
+  drawBox(m);
+  updateCounts();
+  document.body.dataset.predictions = String(state.answered);
+}
+
+function pushHistory(label) {
+  const root = $('history');
+  const cell = document.createElement('span');
+  cell.style.background = color(label);
+  cell.title = label;
+  root.appendChild(cell);
+  while (root.children.length > HISTORY) root.removeChild(root.firstChild);
+  root.dataset.count = String(root.children.length);
+}
+
+function drawBox(m) {
+  const r = overlay.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  const W = Math.max(1, Math.round(r.width * dpr)), H = Math.max(1, Math.round(r.height * dpr));
+  if (overlay.width !== W || overlay.height !== H) { overlay.width = W; overlay.height = H; }
+  const ctx = overlay.getContext('2d');
+  ctx.clearRect(0, 0, W, H);
+  if (!m.face_box || !m.frame_size) {
+    overlay.dataset.box = '';
+    $('face-state').textContent = m.frame_size ? 'no face found' : 'no video';
+    return;
+  }
+  // The video is drawn with object-fit: contain: map frame pixels onto the drawn rectangle.
+  const [fw, fh] = m.frame_size;
+  const s = Math.min(W / fw, H / fh);
+  const ox = (W - fw * s) / 2, oy = (H - fh * s) / 2;
+  const [x1, y1, x2, y2] = m.face_box;
+  const c = color(m.label);
+  ctx.lineWidth = 3 * dpr;
+  ctx.strokeStyle = c;
+  ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
+  const tag = `${m.label} ${(m.confidence * 100).toFixed(0)}%`;
+  ctx.font = `bold ${14 * dpr}px system-ui, sans-serif`;
+  const tw = ctx.measureText(tag).width + 8 * dpr, th = 20 * dpr;
+  const ty = Math.max(0, oy + y1 * s - th);
+  ctx.fillStyle = c;
+  ctx.fillRect(ox + x1 * s - 1.5 * dpr, ty, tw, th);
+  ctx.fillStyle = '#111';
+  ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 15 * dpr);
+  overlay.dataset.box = m.face_box.map((v) => v.toFixed(0)).join(',');
+  $('face-state').textContent = `${(x2 - x1).toFixed(0)}×${(y2 - y1).toFixed(0)} px at (${x1.toFixed(0)}, ${y1.toFixed(0)})`;
+}
+
+function updateCounts() {
+  $('counts').textContent = `${state.sent} / ${state.answered} / ${state.dropped + state.skipped}`;
+}
+
+// ------------------------------------------------------------------ upload
+
+async function upload(e) {
+  e.preventDefault();
+  const f = $('file').files[0];
+  const status = $('upload-status');
+  if (!f) { status.textContent = 'choose a file first'; return; }
+  status.textContent = `analysing ${f.name}…`;
+  const fd = new FormData();
+  fd.append('file', f);
+  let j, r;
+  try {
+    r = await fetch('/analyze', { method: 'POST', body: fd });
+    j = await r.json();
+  } catch (err) {
+    status.textContent = `failed: ${err}`;
+    return;
+  }
+  if (!r.ok) { status.textContent = `failed: ${j.detail || j.error || r.status}`; return; }
+  const plot = $('plot');
+  plot.src = j.plot_png;
+  plot.hidden = false;
+  const table = $('rows');
+  table.textContent = '';
+  const head = table.insertRow();
+  for (const h of ['start', 'end', 'label', 'confidence', 'face']) {
+    const th = document.createElement('th');
+    th.textContent = h;
+    head.appendChild(th);
+  }
+  for (const row of j.rows) {
+    const tr = table.insertRow();
+    for (const v of [row.start.toFixed(1), row.end.toFixed(1), row.label, row.confidence.toFixed(2),
+      row.face_found ? 'yes' : 'no']) tr.insertCell().textContent = v;
+  }
+  status.textContent = `${j.file}: ${j.label} (${(j.confidence * 100).toFixed(0)}%), ${j.rows.length} windows ` +
+    `in ${j.seconds.toFixed(1)} s${j.warnings.length ? ' · ' + j.warnings.join('; ') : ''}`;
+}
+
+$('start').addEventListener('click', start);
+$('stop').addEventListener('click', stop);
+$('upload-form').addEventListener('submit', upload);
+start();

@@ -1,0 +1,116 @@
+"""The live page in a real browser: Chromium's fake camera plays a .y4m of frames with a real face
+and its fake microphone a voice-like .wav; labels and the face box must reach the page.
+
+Needs Debian's chromium (`apt-get install -y chromium`); skipped when /usr/bin/chromium is absent.
+Writes docs/serve.png (the README's screenshot).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from emolite import demo
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "serve.png"
+W, H, FPS, SECONDS = 320, 240, 5, 6
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                                                               "(apt-get install -y chromium)")
+
+
+def write_y4m(path: Path) -> Path:
+    """YUV4MPEG2 4:2:0: a header line, then per frame 'FRAME\\n' + the Y, U and V planes."""
+    import cv2
+
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(SECONDS * FPS):
+            yuv = cv2.cvtColor(demo.frame_at(i / FPS, W, H), cv2.COLOR_RGB2YUV_I420)  # Y, U, V planes stacked
+            f.write(b"FRAME\n" + yuv.tobytes())
+    return path
+
+
+def write_wav(path: Path, sr: int = 16000) -> Path:
+    x = (demo.voice(SECONDS, sr) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(x.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    """The app under uvicorn in a thread, on a free port."""
+    import uvicorn
+
+    from emolite.inference import load_model
+    from emolite.serve import Limits, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(load_model(checkpoint))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                        ws_max_size=Limits().ws_max_size, ws_per_message_deflate=False))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    t.join(timeout=10)
+
+
+def test_live_page_shows_labels_and_face_box(server, clip, tmp_path):
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    y4m, wav = write_y4m(tmp_path / "clip.y4m"), write_wav(tmp_path / "clip.wav")
+    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+    classes = httpx.get(f"{server}/health").json()["classes"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("request", lambda r: None if r.url.startswith((server, "data:", "blob:"))
+                    else problems.append(f"external request {r.url}"))
+            page.goto(server)
+            page.wait_for_function("() => Number(document.body.dataset.predictions || 0) >= 6 && "
+                                   "document.getElementById('overlay').dataset.box !== ''", timeout=30_000)
+            label = page.text_content("#label")
+            assert label in classes and page.get_attribute("#label", "data-label") == label
+            x1, y1, x2, y2 = map(float, page.get_attribute("#overlay", "data-box").split(","))
+            assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H and x2 - x1 > 20
+            assert int(page.get_attribute("#history", "data-count")) >= 2
+            assert page.inner_text("#latency").endswith("ms)")
+            # the microphone reached the server as 16 kHz PCM
+            clients = httpx.get(f"{server}/health").json()["clients"]
+            assert clients and clients[0]["audio_chunks"] > 0 and clients[0]["errors"] == 0
+            assert "voice" in page.inner_text("#confidence")
+            # the upload form: the analyze timeline and its plot
+            page.set_input_files("#file", str(clip))
+            page.click("#upload-form button")
+            page.wait_for_selector("#plot:not([hidden])", timeout=30_000)
+            assert page.locator("#rows tr").count() == 3  # header + two windows
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            assert not problems, problems
+        finally:
+            browser.close()

@@ -1,0 +1,262 @@
+"""`emolite serve` through FastAPI's TestClient: live predictions with a face box from real face
+frames, per-client isolation, stale-frame dropping, every kind of hostile message, uploads."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+import time
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from emolite import demo
+from emolite.inference import load_model
+from emolite.serve import app as S
+from emolite.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return load_model(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def client(model):
+    with TestClient(create_app(model)) as c:
+        yield c
+
+
+def jpeg(t: float = 0.0, w: int = 320, h: int = 240, face: bool = True) -> bytes:
+    return cv2.imencode(".jpg", demo.frame_at(t, w, h, face)[..., ::-1])[1].tobytes()
+
+
+def frame_msg(i: int, image: bytes | None = None, t: float | None = None) -> bytes:
+    t = time.perf_counter() * 1000 if t is None else t
+    return bytes([S.T_FRAME]) + struct.pack("<Id", i, t) + (jpeg(i / 5) if image is None else image)
+
+
+def pcm_msg(seconds: float = 0.25) -> bytes:
+    return bytes([S.T_PCM16]) + (demo.voice(seconds) * 32767).astype("<i2").tobytes()
+
+
+def hello(ws) -> dict:
+    m = ws.receive_json()
+    assert m["type"] == "hello" and len(m["classes"]) == 7
+    return m
+
+
+def next_of(ws, kind: str) -> dict:
+    while True:
+        m = ws.receive_json()
+        if m["type"] == kind:
+            return m
+
+
+def test_health_page_and_nothing_external(client):
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["classes"][0] == "anger" and h["sessions"] == 0
+    assert h["limits"]["max_message"] == S.MAX_MESSAGE
+    r = client.get("/")
+    assert r.status_code == 200 and "app.js" in r.text
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    for name in ("index.html", "app.js", "style.css", "pcm-worklet.js"):
+        text = (S.STATIC / name).read_text()
+        assert not re.search(r"https?://|//cdn|@import", text), name  # nothing loads from elsewhere
+        assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_live_prediction_tracks_the_face(client, model):
+    with client.websocket_connect("/ws") as ws:
+        hello(ws)
+        ws.send_bytes(pcm_msg(1.0))
+        det = model.detector
+        for i in range(4):
+            t = 1234.5 + i
+            ws.send_bytes(frame_msg(i, t=t))
+            m = ws.receive_json()
+            assert m["type"] == "prediction" and m["frame_id"] == i and m["t"] == t
+            assert m["label"] in model.classes and abs(sum(m["probs"].values()) - 1) < 1e-3
+            assert m["has_audio"] and m["frame_size"] == [320, 240] and m["fresh"] == (i % 2 == 0)
+            assert set(m["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms", "total_ms"}
+            truth = det(demo.frame_at(i / 5, 320, 240))[0].box
+            assert S.image_size(jpeg()) == (320, 240)
+            assert _iou(m["face_box"], truth) > 0.5, (m["face_box"], truth)
+        # a bigger frame from the same client: a new window, the box comes back in its own pixels
+        ws.send_bytes(frame_msg(9, jpeg(0.0, 1280, 720)))
+        m = ws.receive_json()
+        x1, y1, x2, y2 = m["face_box"]
+        assert m["frame_size"] == [1280, 720] and 100 < x2 - x1 and x2 <= 1280 and y2 <= 720
+        ws.send_text('{"type": "predict", "id": 77, "t": 5}')  # no camera: from the voice alone
+        m = ws.receive_json()
+        assert m["frame_id"] == 77 and m["face_box"] is None and m["frame_size"] is None and m["has_audio"]
+
+
+def test_box_follows_a_face_that_jumps(client, model):
+    """A jump breaks the frame-to-frame track; the box must still be on the face now, not vanish."""
+    with client.websocket_connect("/ws") as ws:
+        hello(ws)
+        for i, t in enumerate([8.0 + k / 5 for k in range(10)] + [0.0, 0.2]):
+            ws.send_bytes(frame_msg(i, jpeg(t)))
+            m = ws.receive_json()
+            truth = model.detector(demo.frame_at(t, 320, 240))[0].box
+            assert m["face_box"] is not None and _iou(m["face_box"], truth) > 0.5, (t, m["face_box"], truth)
+
+
+def _iou(a, b) -> float:
+    from emolite.faces import iou
+
+    return iou(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def test_two_clients_are_isolated(client):
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        hello(a), hello(b)
+        assert client.get("/health").json()["sessions"] == 2
+        for i in range(3):
+            a.send_bytes(frame_msg(i))
+            b.send_bytes(b"\x01garbage")
+            b.send_bytes(frame_msg(100 + i, jpeg(i / 5, 160, 120, face=False)))
+            ma = a.receive_json()
+            assert ma["type"] == "prediction" and ma["face_box"] is not None and ma["frame_id"] == i
+            assert b.receive_json()["type"] == "error"
+            mb = b.receive_json()
+            assert mb["type"] == "prediction" and mb["face_box"] is None and mb["frame_size"] == [160, 120]
+        a.send_text('{"type": "ping", "t": 1}')
+        assert a.receive_json() == {"type": "pong", "t": 1}  # a never saw b's errors
+    assert client.get("/health").json()["sessions"] == 0
+
+
+def test_stale_frames_are_dropped_newest_kept(client):
+    before = client.get("/health").json()["stats"]["dropped"]
+    with client.websocket_connect("/ws") as ws:
+        hello(ws)
+        n = 30
+        for i in range(n):  # far faster than the server answers
+            ws.send_bytes(frame_msg(i))
+        got = []
+        while not got or got[-1]["frame_id"] != n - 1:
+            got.append(next_of(ws, "prediction"))
+    ids = [m["frame_id"] for m in got]
+    assert ids == sorted(ids) and len(got) < n / 2
+    assert got[-1]["dropped"] + len(got) == n  # every frame was either answered or dropped
+    assert client.get("/health").json()["stats"]["dropped"] - before == got[-1]["dropped"]
+
+
+def _sof(w: int, h: int) -> bytes:
+    """A JPEG header that declares a w×h image (a decompression bomb's first bytes)."""
+    return b"\xff\xd8\xff\xc0" + struct.pack(">HBHH", 17, 8, h, w) + b"\x03" + b"\x01\x22\x00" * 3 + bytes(64)
+
+
+GARBAGE = np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes()
+HOSTILE = {
+    "unknown type byte": (b"\x7fhello", "unknown message type 0x7f"),
+    "empty binary": (b"", "empty binary"),
+    "bad JSON": ("{oops", "not valid JSON"),
+    "JSON not an object": ("[1, 2]", "must be an object"),
+    "unknown JSON type": ('{"type": "launch"}', "unknown message type"),
+    "bad predict": ('{"type": "predict", "id": "x"}', "integer"),
+    "huge payload": (b"\x01" + bytes(S.MAX_MESSAGE), "over the limit"),
+    "garbage frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + GARBAGE, "not a JPEG or PNG"),
+    "text as a frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + b"this is not an image, honest", "not a JPEG or PNG"),
+    "short frame": (b"\x01abc", "too short"),
+    "NaN client time": (b"\x01" + struct.pack("<Id", 1, float("nan")) + bytes(100), "finite"),
+    "pixel bomb": (b"\x01" + struct.pack("<Id", 1, 0.0) + _sof(20000, 20000), "over the limit"),
+    "truncated JPEG": (None, "could not be decoded"),
+    "odd int16 PCM": (b"\x02\x00\x01\x02", "whole number of int16"),
+    "ragged float32 PCM": (b"\x03" + bytes(6), "whole number of float32"),
+    "NaN float32 PCM": (b"\x03" + np.array([0.1, np.nan], "<f4").tobytes(), "NaN"),
+    "too long PCM": (b"\x02" + bytes(2 * (S.MAX_AUDIO_CHUNK + 1)), "too long"),
+    "predict with nothing yet": ('{"type": "predict", "id": 3, "t": 1}', "nothing to predict"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_message_gets_an_error_and_the_session_goes_on(client, case):
+    msg, expect = HOSTILE[case]
+    if msg is None:
+        good = jpeg()
+        msg = b"\x01" + struct.pack("<Id", 1, 0.0) + good[: len(good) // 2]
+    with client.websocket_connect("/ws") as ws:
+        hello(ws)
+        ws.send_text(msg) if isinstance(msg, str) else ws.send_bytes(msg)
+        m = ws.receive_json()
+        assert m["type"] == "error" and expect in m["message"], m
+        ws.send_bytes(frame_msg(2))  # the same client carries on
+        m = next_of(ws, "prediction")
+        assert m["frame_id"] == 2 and m["face_box"] is not None
+
+
+def test_error_budget_and_session_limit(model):
+    with TestClient(create_app(model, S.Limits(max_errors=3, max_sessions=1))) as c:
+        with c.websocket_connect("/ws") as ws:
+            hello(ws)
+            with c.websocket_connect("/ws") as extra:  # over max_sessions
+                m = extra.receive_json()
+                assert m["type"] == "error" and "server full" in m["message"]
+                with pytest.raises(WebSocketDisconnect) as e:
+                    extra.receive_json()
+                assert e.value.code == 1013
+            for _ in range(3):
+                ws.send_bytes(b"\x09")
+            assert [ws.receive_json()["type"] for _ in range(3)] == ["error"] * 3
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1008
+        with c.websocket_connect("/ws") as ws:  # the server itself carries on
+            hello(ws)
+
+
+def test_message_floods_are_refused(model):
+    with TestClient(create_app(model, S.Limits(max_message_rate=5))) as c, c.websocket_connect("/ws") as ws:
+        hello(ws)
+        for i in range(12):
+            ws.send_text(f'{{"type": "ping", "t": {i}}}')
+        got = [ws.receive_json() for _ in range(12)]
+        errors = [m for m in got if m["type"] == "error"]
+        assert 3 <= len(errors) <= 7 and all("too many messages" in m["message"] for m in errors)
+        time.sleep(0.5)
+        ws.send_text('{"type": "ping", "t": "later"}')
+        assert ws.receive_json() == {"type": "pong", "t": "later"}
+
+
+def test_upload_returns_the_analyze_timeline_and_plot(client, clip):
+    r = client.post("/analyze", files={"file": (clip.name, clip.read_bytes(), "video/mp4")})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["file"] == clip.name and [(w["start"], w["end"]) for w in j["rows"]] == [(0.0, 2.0), (1.0, 3.0)]
+    assert all(w["face_found"] and w["face_box"] for w in j["rows"]) and "p_anger" in j["rows"][0]
+    png = base64.b64decode(j["plot_png"].split(",", 1)[1])
+    assert j["plot_png"].startswith("data:image/png;base64,") and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_predict_for_programs(client, face_png, audio_only):
+    j = client.post("/predict", files={"file": ("me.png", face_png.read_bytes())}).json()
+    assert j["face_box"] is not None and j["modalities"] == {"video": True, "audio": False}
+    assert j["label"] == max(j["probs"], key=j["probs"].get)
+    j = client.post("/predict", files={"file": ("voice.wav", audio_only.read_bytes())}).json()
+    assert j["face_box"] is None and j["modalities"] == {"video": False, "audio": True}
+
+
+def test_bad_uploads_are_refused(model, client, bad_files, clip):
+    def post(c, name, data):
+        return c.post("/predict", files={"file": (name, data)})
+
+    assert post(client, "notes.txt", b"hello").status_code == 415
+    assert post(client, "pic.bmp", b"BM....").status_code == 415
+    assert post(client, "empty.mp4", b"").status_code == 400
+    r = post(client, "garbage.mkv", bad_files["garbage"].read_bytes())
+    assert r.status_code == 400 and "garbage.mkv" in r.json()["detail"] and "/tmp" not in r.json()["detail"]
+    r = post(client, "bomb.jpg", _sof(30000, 30000))
+    assert r.status_code == 400 and "over the limit" in r.json()["detail"]
+    assert client.get("/health").json()["status"] == "ok"
+    with TestClient(create_app(model, S.Limits(max_upload=10_000, max_upload_seconds=1.0))) as small:
+        r = post(small, "big.mp4", bytes(200_000))
+        assert r.status_code == 413 and "over the limit" in r.json()["error"]
+    with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0))) as short:
+        r = post(short, clip.name, clip.read_bytes())
+        assert r.status_code == 400 and "over the limit of 1 s" in r.json()["detail"]
