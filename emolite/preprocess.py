@@ -40,7 +40,10 @@ def load_files(root: str | Path, **_) -> tuple[list[Item], list[tuple[str, str]]
     if root.is_file():
         paths = [root]
     elif root.is_dir():
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in media.MEDIA_EXTS)
+        try:
+            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in media.MEDIA_EXTS)
+        except OSError as e:
+            raise EmoliteError(f"cannot read folder ({e.strerror}); check its permissions", root) from None
     else:
         raise EmoliteError("no such file or folder", root)
     items = [Item(str(p.resolve()), "", key=safe_key(str(p.relative_to(root) if root.is_dir() else p.name)),

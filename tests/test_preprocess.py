@@ -63,6 +63,19 @@ def test_bad_option_and_empty_folder(tmp_path):
         preprocess.run("nope", tmp_path, tmp_path / "c", progress=False)
 
 
+def test_unreadable_folder_is_a_clear_error(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    (tmp_path / "locked").mkdir()
+
+    def denied(self, pattern):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "rglob", denied)  # tests run as root, where chmod blocks nothing
+    with pytest.raises(EmoliteError, match="cannot read folder"):
+        preprocess.run("files", tmp_path / "locked", tmp_path / "c", progress=False)
+
+
 def test_killed_run_leaves_no_partial_entry_and_resumes(tmp_path):
     src = tmp_path / "src"
     for i in range(6):
