@@ -2,6 +2,8 @@
 real face (emolite.demo.frame_at) at 5 Hz plus 200 ms int16 audio chunks, against a server
 process this script starts. Prints JSON: round-trip latency percentiles, frames sent /
 answered / dropped, and the server's RSS before, during and after (from /proc/<pid>/status).
+`latency_ms`: frame sent -> its answer (face box + latest label); `label_latency_ms`: frame
+sent -> the label the model computed on the window ending at that frame.
 
     python benchmarks/serve_load.py [--clients 8] [--seconds 60] [--model ckpt.pt|model.onnx]
 
@@ -25,6 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from emolite.serve import app as S
 
 SR = 16000
 LOOP_FRAMES = 50          # distinct frames per client (10 s at 5 Hz), pre-encoded
@@ -69,7 +73,8 @@ def media_messages(fps: float) -> tuple[list[bytes], list[bytes]]:
     from emolite import demo
 
     q = [cv2.IMWRITE_JPEG_QUALITY, 75]
-    jpegs = [cv2.imencode(".jpg", demo.frame_at(i / fps, 320, 240)[..., ::-1], q)[1].tobytes() for i in range(LOOP_FRAMES)]
+    jpegs = [cv2.imencode(".jpg", demo.frame_at(i / fps, 320, 240)[..., ::-1], q)[1].tobytes()
+             for i in range(LOOP_FRAMES)]
     hop = int(SR / fps)
     x = (demo.voice(LOOP_FRAMES / fps, SR) * 32767).astype("<i2")
     audio = [b"\x02" + x[i:i + hop].tobytes() for i in range(0, x.size - hop + 1, hop)]
@@ -79,8 +84,8 @@ def media_messages(fps: float) -> tuple[list[bytes], list[bytes]]:
 async def client(k: int, n: int, url: str, seconds: float, fps: float, jpegs: list[bytes], audio: list[bytes]) -> dict:
     from websockets.asyncio.client import connect
 
-    st = {"sent": 0, "answered": 0, "fresh": 0, "errors": 0, "dropped": 0, "lat": [], "detect": [], "model": [],
-          "total": [], "faces": 0}
+    st = {"sent": 0, "answered": 0, "labels": 0, "errors": 0, "dropped": 0, "lat": [], "label_lat": [], "detect": [],
+          "model": [], "total": [], "faces": 0}
     async with connect(url, max_size=1 << 22, compression=None) as ws:
         json.loads(await ws.recv())  # hello
 
@@ -94,9 +99,10 @@ async def client(k: int, n: int, url: str, seconds: float, fps: float, jpegs: li
                     st["faces"] += m["face_box"] is not None
                     st["detect"].append(m["timings"]["detect_ms"])
                     st["total"].append(m["timings"]["total_ms"])
-                    if m["fresh"]:
-                        st["fresh"] += 1
-                        st["model"].append(m["timings"]["model_ms"])
+                elif m["type"] == "label":
+                    st["label_lat"].append(time.perf_counter() * 1000 - m["t"])
+                    st["labels"] += 1
+                    st["model"].append(m["timings"]["model_ms"])
                 elif m["type"] == "error":
                     st["errors"] += 1
 
@@ -149,9 +155,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--fps", type=float, default=5.0)
     ap.add_argument("--model", help="checkpoint or ONNX (default: random weights, same cost)")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--detect-every", type=int, default=2)
-    ap.add_argument("--model-every", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=S.WORKERS)
+    ap.add_argument("--detect-every", type=int, default=S.DETECT_EVERY)
+    ap.add_argument("--model-every", type=int, default=S.MODEL_EVERY)
     args = ap.parse_args()
 
     import httpx
@@ -196,11 +202,12 @@ def main() -> None:
         "config": {"workers": args.workers, "detect_every": args.detect_every, "model_every": args.model_every,
                    "model": args.model or "random-weight checkpoint (attention, 7 classes)"},
         "frames": {"sent": sent, "answered": answered, "dropped": sum(r["dropped"] for r in results),
-                   "errors": sum(r["errors"] for r in results), "fresh_predictions": sum(r["fresh"] for r in results),
+                   "errors": sum(r["errors"] for r in results), "labels": sum(r["labels"] for r in results),
                    "with_face_box": sum(r["faces"] for r in results),
                    "answered_per_s": round(answered / max(wall, 1e-9), 1)},
         "latency_ms": pct(cat("lat")),
-        "server_ms": {"total": pct(cat("total")), "detect": pct(cat("detect")), "model_when_run": pct(cat("model"))},
+        "label_latency_ms": pct(cat("label_lat")),
+        "server_ms": {"total": pct(cat("total")), "detect": pct(cat("detect")), "model": pct(cat("model"))},
         "server_rss_mb": {"before": before["VmRSS"], "after": after["VmRSS"], "peak": after["VmHWM"],
                           "every_5s": [x["VmRSS"] for x in timeline]},
         "server_cpu_cores_used": round((after["cpu_s"] - before["cpu_s"]) / wall, 2),

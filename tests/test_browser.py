@@ -7,6 +7,7 @@ Writes docs/serve.png (the README's screenshot).
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -93,13 +94,14 @@ def test_live_page_shows_labels_and_face_box(server, clip, tmp_path):
                     else problems.append(f"external request {r.url}"))
             page.goto(server)
             page.wait_for_function("() => Number(document.body.dataset.predictions || 0) >= 6 && "
+                                   "Number(document.body.dataset.labels || 0) >= 2 && "
                                    "document.getElementById('overlay').dataset.box !== ''", timeout=30_000)
             label = page.text_content("#label")
             assert label in classes and page.get_attribute("#label", "data-label") == label
             x1, y1, x2, y2 = map(float, page.get_attribute("#overlay", "data-box").split(","))
             assert 0 <= x1 < x2 <= W and 0 <= y1 < y2 <= H and x2 - x1 > 20
             assert int(page.get_attribute("#history", "data-count")) >= 2
-            assert page.inner_text("#latency").endswith("ms)")
+            assert re.fullmatch(r"box \d+ ms · label \d+ ms \(median\)", page.inner_text("#latency"))
             # the microphone reached the server as 16 kHz PCM
             clients = httpx.get(f"{server}/health").json()["clients"]
             assert clients and clients[0]["audio_chunks"] > 0 and clients[0]["errors"] == 0

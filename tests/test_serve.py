@@ -50,11 +50,25 @@ def hello(ws) -> dict:
     return m
 
 
+class Inbox:
+    """Messages of one socket by type: labels arrive whenever the model is done, between answers."""
+
+    def __init__(self, ws):
+        self.ws, self.kept = ws, []
+
+    def next(self, kind: str) -> dict:
+        for i, m in enumerate(self.kept):
+            if m["type"] == kind:
+                return self.kept.pop(i)
+        while True:
+            m = self.ws.receive_json()
+            if m["type"] == kind:
+                return m
+            self.kept.append(m)
+
+
 def next_of(ws, kind: str) -> dict:
-    while True:
-        m = ws.receive_json()
-        if m["type"] == kind:
-            return m
+    return Inbox(ws).next(kind)
 
 
 def test_health_page_and_nothing_external(client):
@@ -73,36 +87,46 @@ def test_health_page_and_nothing_external(client):
 def test_live_prediction_tracks_the_face(client, model):
     with client.websocket_connect("/ws") as ws:
         hello(ws)
+        box = Inbox(ws)
         ws.send_bytes(pcm_msg(1.0))
         det = model.detector
-        for i in range(4):
+        for i in range(S.MODEL_EVERY + 1):
             t = 1234.5 + i
             ws.send_bytes(frame_msg(i, t=t))
-            m = ws.receive_json()
-            assert m["type"] == "prediction" and m["frame_id"] == i and m["t"] == t
-            assert m["label"] in model.classes and abs(sum(m["probs"].values()) - 1) < 1e-3
-            assert m["has_audio"] and m["frame_size"] == [320, 240] and m["fresh"] == (i % 2 == 0)
+            m = box.next("prediction")
+            assert m["frame_id"] == i and m["t"] == t and m["frame_size"] == [320, 240] and m["has_audio"]
             assert set(m["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms", "total_ms"}
             truth = det(demo.frame_at(i / 5, 320, 240))[0].box
-            assert S.image_size(jpeg()) == (320, 240)
             assert _iou(m["face_box"], truth) > 0.5, (m["face_box"], truth)
+            if i == 0:  # the first frame's answer comes before any label; its model run follows
+                assert m["label"] is None and m["label_frame_id"] is None
+                lab = box.next("label")
+                assert lab["frame_id"] == 0 and lab["t"] == t and lab["face_found"] and lab["has_audio"]
+                assert lab["label"] in model.classes and abs(sum(lab["probs"].values()) - 1) < 1e-3
+                assert lab["label"] == max(lab["probs"], key=lab["probs"].get) and lab["timings"]["model_ms"] > 0
+            else:  # later answers carry the latest label
+                assert m["label"] in model.classes and m["label_frame_id"] == 0
+        assert box.next("label")["frame_id"] == S.MODEL_EVERY  # the model runs on every k-th frame
         # a bigger frame from the same client: a new window, the box comes back in its own pixels
         ws.send_bytes(frame_msg(9, jpeg(0.0, 1280, 720)))
-        m = ws.receive_json()
+        m = box.next("prediction")
         x1, y1, x2, y2 = m["face_box"]
         assert m["frame_size"] == [1280, 720] and 100 < x2 - x1 and x2 <= 1280 and y2 <= 720
         ws.send_text('{"type": "predict", "id": 77, "t": 5}')  # no camera: from the voice alone
-        m = ws.receive_json()
+        m = box.next("prediction")
         assert m["frame_id"] == 77 and m["face_box"] is None and m["frame_size"] is None and m["has_audio"]
+        lab = box.next("label")
+        assert lab["frame_id"] == 77 and not lab["face_found"] and lab["has_audio"]
 
 
 def test_box_follows_a_face_that_jumps(client, model):
     """A jump breaks the frame-to-frame track; the box must still be on the face now, not vanish."""
     with client.websocket_connect("/ws") as ws:
         hello(ws)
+        box = Inbox(ws)
         for i, t in enumerate([8.0 + k / 5 for k in range(10)] + [0.0, 0.2]):
             ws.send_bytes(frame_msg(i, jpeg(t)))
-            m = ws.receive_json()
+            m = box.next("prediction")
             truth = model.detector(demo.frame_at(t, 320, 240))[0].box
             assert m["face_box"] is not None and _iou(m["face_box"], truth) > 0.5, (t, m["face_box"], truth)
 
@@ -116,18 +140,21 @@ def _iou(a, b) -> float:
 def test_two_clients_are_isolated(client):
     with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
         hello(a), hello(b)
+        ia, ib = Inbox(a), Inbox(b)
         assert client.get("/health").json()["sessions"] == 2
         for i in range(3):
             a.send_bytes(frame_msg(i))
             b.send_bytes(b"\x01garbage")
             b.send_bytes(frame_msg(100 + i, jpeg(i / 5, 160, 120, face=False)))
-            ma = a.receive_json()
-            assert ma["type"] == "prediction" and ma["face_box"] is not None and ma["frame_id"] == i
-            assert b.receive_json()["type"] == "error"
-            mb = b.receive_json()
-            assert mb["type"] == "prediction" and mb["face_box"] is None and mb["frame_size"] == [160, 120]
+            ma = ia.next("prediction")
+            assert ma["face_box"] is not None and ma["frame_id"] == i
+            assert ib.next("error")["message"].startswith("frame message too short")
+            mb = ib.next("prediction")
+            assert mb["face_box"] is None and mb["frame_size"] == [160, 120] and mb["frame_id"] == 100 + i
+        assert ia.next("label")["face_found"] and not ib.next("label")["face_found"]
         a.send_text('{"type": "ping", "t": 1}')
-        assert a.receive_json() == {"type": "pong", "t": 1}  # a never saw b's errors
+        assert ia.next("pong") == {"type": "pong", "t": 1}
+        assert not [m for m in ia.kept if m["type"] == "error"]  # a never saw b's errors
     assert client.get("/health").json()["sessions"] == 0
 
 
@@ -138,9 +165,9 @@ def test_stale_frames_are_dropped_newest_kept(client):
         n = 30
         for i in range(n):  # far faster than the server answers
             ws.send_bytes(frame_msg(i))
-        got = []
+        got, box = [], Inbox(ws)
         while not got or got[-1]["frame_id"] != n - 1:
-            got.append(next_of(ws, "prediction"))
+            got.append(box.next("prediction"))
     ids = [m["frame_id"] for m in got]
     assert ids == sorted(ids) and len(got) < n / 2
     assert got[-1]["dropped"] + len(got) == n  # every frame was either answered or dropped

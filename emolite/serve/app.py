@@ -2,11 +2,14 @@
 gets live emotion predictions back; uploads reuse `emolite.analyze`.
 
 Why this shape: the model needs a ~2 s window of frames and audio, so each client has a small
-server-side state (its window, its tracked face, its detector memo). Inference runs in a small
-fixed thread pool, never on the event loop; each client has at most one job running and one
-frame waiting (a newer frame replaces the waiting one and counts as dropped), so a slow server
-answers the newest frame late rather than every frame later and later, and memory is bounded
-by clients x window.
+server-side state (its window, its tracked face, its detector memo). Work runs in two small
+fixed thread pools, never on the event loop. The frame path (decode, face detection or
+tracking, ~5-20 ms) answers every frame at once with the face box and the client's latest
+label; the model (~30 ms, more on a busy machine) runs beside it on every k-th frame in its own
+pool and sends each new label when it is ready, so a model run never delays a box. Each client
+has at most one frame job and one model job running and one frame waiting (a newer frame
+replaces the waiting one and counts as dropped): a slow server answers the newest frame late
+rather than every frame later and later, and memory is bounded by clients x window.
 
 WebSocket protocol (`/ws`)
 --------------------------
@@ -19,21 +22,26 @@ Client -> server, binary messages: 1-byte type, then the payload (little-endian 
 Client -> server, text messages (JSON objects):
 
   {"type": "ping", "t": any}                  -> {"type": "pong", "t": same}
-  {"type": "predict", "id": int, "t": float}  -> a prediction from the audio window alone
-                                                (for clients without a camera)
+  {"type": "predict", "id": int, "t": float}  -> a prediction and a label from the audio window
+                                                alone (for clients without a camera)
 
 Server -> client (JSON text):
 
   {"type": "hello", "session": str, "classes": [...], "limits": {...}, "window_s": 2.0}
-  {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "label": str,
-   "confidence": float, "probs": {class: p}, "face_box": [x1, y1, x2, y2] in the client's frame
-   pixels or null, "frame_size": [w, h], "fresh": bool (false: the model was not re-run for
-   this frame, label/probs are the previous ones), "has_audio": bool, "dropped": int (frames
-   of this client replaced before processing, so far), "timings": {"queue_ms", "decode_ms",
-   "detect_ms", "model_ms", "total_ms"}}
+  {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
+   x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
+   "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
+   until its first), "label_frame_id": the frame that label was computed at, "has_audio": bool,
+   "dropped": int (frames of this client replaced before processing, so far),
+   "timings": {"queue_ms", "decode_ms", "detect_ms", "model_ms" (of that label), "total_ms"}}
+      -- one per frame, right after detection
+  {"type": "label", "frame_id": int, "t": echo, "label", "confidence", "probs", "face_found",
+   "has_audio", "timings": {"wait_ms", "model_ms", "total_ms" (frame arrival -> label sent)}}
+      -- the model's output for the window ending at that frame (every k-th frame)
   {"type": "error", "message": str[, "frame_id": int]}   (only to the client that caused it)
 
-Round-trip latency = client clock now - echoed `t`. After `max_errors` errors a client is
+Round-trip latency = client clock now - echoed `t` (for a "label": from that frame's capture
+to its label). After `max_errors` errors a client is
 closed with code 1008; beyond `max_sessions` a new client gets an error and code 1013.
 Messages over `max_message` bytes get an error; uvicorn closes the connection (1009) for
 messages over 2 x max_message before they reach the app.
@@ -85,11 +93,13 @@ MAX_ERRORS = 50                  # errors before a client is disconnected
 MAX_MESSAGE_RATE = 100.0         # messages per second per client (the page sends ~9): floods get errors
 MAX_FPS = 10.0                   # frames processed per second per client (fairness between clients)
 MAX_PENDING_UPLOADS = 2          # uploads running or waiting; more get 503
-WORKERS = 2                      # inference threads (about the number of cores)
-DETECT_EVERY = 2                 # run the face detector on every k-th frame of a client, reuse the box between
+WORKERS = 2                      # frame threads: decode + face detection (about the number of cores)
+MODEL_WORKERS = 1                # model threads: labels queue here under load while boxes stay prompt
+DETECT_EVERY = 3                 # run the face detector on every k-th frame of a client, reuse the box between
 FOLLOW_MIN_SCORE = 0.7           # template match needed to move a face box without the detector
-MODEL_EVERY = 2                  # run the model on every k-th frame of a client, reuse the prediction between
-MODEL_MAX_SKIP = 5               # ... but every 5th only while the pool is saturated (staler labels, not later ones)
+MODEL_EVERY = 3                  # run the model on every k-th frame of a client (if its last run is done) ...
+MODEL_QUEUE = 1                  # ... and at most this many runs wait per model thread (labels come less often
+MODEL_MAX_WAIT = 10              #     when the machine is busy, not later) unless a client waited this many frames
 WINDOW = analyze.WINDOW          # s of frames and audio per prediction (as analyze)
 NOMINAL_FPS = 5.0                # frame times inside a session's window (the memo's keys)
 MAX_WINDOW_FRAMES = 20           # frames kept per client, whatever its frame rate
@@ -250,7 +260,6 @@ class Job:
     data: bytes | None          # the image (None: an audio-only prediction)
     size: tuple[int, int]
     received: float             # perf_counter on arrival
-    run_model: bool = True      # decided at dispatch, from the client's cadence and the pool's load
 
 
 class Session:
@@ -265,14 +274,15 @@ class Session:
         self.memo: dict = {}
         self.seq = 0
         self.prev_box: np.ndarray | None = None
-        self.last_probs: np.ndarray | None = None
-        self.since_model = 0
+        self.label: dict | None = None          # the latest model output: label, confidence, probs, frame_id, model_ms
+        self.since_model = 1 << 30              # frames since the last model run started (the first frame runs it)
+        self.model_task: asyncio.Task | None = None
         self.frame_shape: tuple | None = None
         self.pending: Job | None = None
         self.tokens, self.tokens_at = 0.0, 0.0   # message-rate bucket
         self.wake = asyncio.Event()
         self.last_start = 0.0
-        self.stats = {"frames": 0, "answered": 0, "dropped": 0, "errors": 0, "audio_chunks": 0}
+        self.stats = {"frames": 0, "answered": 0, "labels": 0, "dropped": 0, "errors": 0, "audio_chunks": 0}
         self._detector = detector
         self._detect_every = max(1, detect_every)
         self._det_calls = 0
@@ -336,8 +346,9 @@ def frame_rate(frames: deque) -> float:
     return float(np.clip((len(frames) - 1) / (frames[-1][0] - frames[0][0]), 1.0, 30.0))
 
 
-def process(model: EmotionModel, s: Session, job: Job, audio: np.ndarray) -> dict:
-    """Runs in a worker thread: decode, add to the window, detect/track, maybe run the model."""
+def process_frame(model: EmotionModel, s: Session, job: Job, audio: np.ndarray) -> tuple[dict, object, float | None]:
+    """Frame pool: decode, add to the window, detect or follow the face. Returns the client's
+    answer and what a model run on this window needs (features, frame rate)."""
     import cv2
 
     t0 = time.perf_counter()
@@ -381,42 +392,48 @@ def process(model: EmotionModel, s: Session, job: Job, audio: np.ndarray) -> dic
         s.prev_box = box
         box = [round(float(v) / scale, 1) for v in box]
     t2 = time.perf_counter()
-    fresh = s.last_probs is None or job.data is None or job.run_model
-    if fresh:
-        x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
-                          feats.has_video, feats.has_audio, fps=frame_rate(s.frames) if feats.has_video else None)
-        s.last_probs = model.predict_inputs(I.stack([x]))[0]
-        s.since_model = 0
-    else:
-        s.since_model += 1
-    t3 = time.perf_counter()
-    pred = model.to_prediction(s.last_probs)
-    return {"type": "prediction", "frame_id": job.frame_id, "t": job.t, "label": pred.label,
-            "confidence": round(pred.confidence, 4), "probs": {c: round(v, 4) for c, v in pred.probs.items()},
-            "face_box": box, "frame_size": list(job.size) if job.data is not None else None, "fresh": fresh,
-            "has_audio": bool(feats.has_audio), "dropped": s.stats["dropped"],
-            "timings": {"queue_ms": round((t0 - job.received) * 1000, 1), "decode_ms": round((t1 - t0) * 1000, 1),
-                        "detect_ms": round((t2 - t1) * 1000, 1),
-                        "model_ms": round((t3 - t2) * 1000, 1) if fresh else 0.0}}
+    out = {"type": "prediction", "frame_id": job.frame_id, "t": job.t, "face_box": box,
+           "frame_size": list(job.size) if job.data is not None else None, **label_fields(s.label),
+           "has_audio": bool(feats.has_audio), "dropped": s.stats["dropped"],
+           "timings": {"queue_ms": round((t0 - job.received) * 1000, 1), "decode_ms": round((t1 - t0) * 1000, 1),
+                       "detect_ms": round((t2 - t1) * 1000, 1),
+                       "model_ms": s.label["model_ms"] if s.label else 0.0}}
+    return out, feats, frame_rate(s.frames) if feats.has_video else None
+
+
+def label_fields(label: dict | None) -> dict:
+    keys = ("label", "confidence", "probs")
+    return {**{k: (label or {}).get(k) for k in keys}, "label_frame_id": label["frame_id"] if label else None}
+
+
+def infer(model: EmotionModel, feats, fps: float | None) -> tuple[np.ndarray, float]:
+    """Model pool: the shared window -> inputs path, then one model call. Returns probs, ms."""
+    t = time.perf_counter()
+    x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
+                      feats.has_video, feats.has_audio, fps=fps)
+    probs = model.predict_inputs(I.stack([x]))[0]
+    return probs, (time.perf_counter() - t) * 1000
 
 
 # ---------------------------------------------------------------- the app
 
 
 def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WORKERS,
-               detect_every: int = DETECT_EVERY, model_every: int = MODEL_EVERY):
+               detect_every: int = DETECT_EVERY, model_every: int = MODEL_EVERY, model_workers: int = MODEL_WORKERS):
     """The FastAPI app for one loaded model. Limits and pool sizes are fixed per app."""
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="emolite-infer")
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="emolite-frames")
+    model_pool = ThreadPoolExecutor(max_workers=max(1, model_workers), thread_name_prefix="emolite-model")
     upload_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emolite-upload")
     sessions: dict[str, Session] = {}
-    stats = {"sessions_total": 0, "frames": 0, "answered": 0, "dropped": 0, "errors": 0, "uploads": 0}
+    stats = {"sessions_total": 0, "frames": 0, "answered": 0, "labels": 0, "dropped": 0, "errors": 0, "uploads": 0}
     uploads = {"active": 0}
-    inflight = {"jobs": 0}       # jobs handed to the pool and not finished: the load signal
+    models = {"inflight": 0}     # model runs queued or running, all clients
 
     @asynccontextmanager
     async def lifespan(app):
         yield
         pool.shutdown(wait=False, cancel_futures=True)
+        model_pool.shutdown(wait=False, cancel_futures=True)
         upload_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="emolite", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -447,7 +464,7 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
         return {"status": "ok", "classes": model.classes, "backend": model.backend,
                 "modalities": model.modalities, "sessions": len(sessions), "max_sessions": limits.max_sessions,
                 "workers": workers, "limits": {**asdict(limits), "ws_max_size": limits.ws_max_size},
-                "stats": {**stats, "uploads_active": uploads["active"]},
+                "stats": {**stats, "uploads_active": uploads["active"], "model_runs_inflight": models["inflight"]},
                 "clients": [{"session": s.id, **s.stats} for s in sessions.values()]}
 
     async def run_upload(upload: UploadFile, fn):
@@ -554,6 +571,34 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
             s.pending = job
             s.wake.set()
 
+        async def run_model(job: Job, feats, fps: float | None) -> None:
+            """One model run for this client (at most one at a time); its label goes out when ready."""
+            t = time.perf_counter()
+            models["inflight"] += 1
+            try:
+                try:
+                    probs, ms = await loop.run_in_executor(model_pool, infer, model, feats, fps)
+                except Exception as e:  # a bug: this client hears of it, the server goes on
+                    log.exception("session %s: model run on frame %s failed", s.id, job.frame_id)
+                    await error(f"internal error in the model ({type(e).__name__})", frame_id=job.frame_id)
+                    return
+                pred = model.to_prediction(probs)
+                s.label = {"label": pred.label, "confidence": round(pred.confidence, 4),
+                           "probs": {c: round(v, 4) for c, v in pred.probs.items()}, "frame_id": job.frame_id,
+                           "model_ms": round(ms, 1)}
+                s.stats["labels"] += 1
+                stats["labels"] += 1
+                now = time.perf_counter()
+                await send({"type": "label", "frame_id": job.frame_id, "t": job.t, **label_fields(s.label),
+                            "face_found": bool(feats.face_mask.any()), "has_audio": bool(feats.has_audio),
+                            "timings": {"wait_ms": round((now - t) * 1000 - ms, 1), "model_ms": round(ms, 1),
+                                        "total_ms": round((now - job.received) * 1000, 1)}})
+            except Exception as e:  # the socket went away: the receive loop ends the session
+                log.debug("session %s: label not sent: %s", s.id, e)
+            finally:
+                models["inflight"] -= 1
+                s.model_task = None
+
         async def worker() -> None:
             try:
                 while True:
@@ -567,11 +612,8 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
                         continue
                     s.last_start = time.perf_counter()
                     audio = s.audio_window(s.last_start)
-                    due = s.since_model + 1
-                    job.run_model = due >= model_every and (inflight["jobs"] < workers or due >= MODEL_MAX_SKIP)
-                    inflight["jobs"] += 1
                     try:
-                        out = await loop.run_in_executor(pool, process, model, s, job, audio)
+                        out, feats, fps = await loop.run_in_executor(pool, process_frame, model, s, job, audio)
                     except BadInput as e:
                         if not await error(str(e), frame_id=job.frame_id):
                             await ws.close(1008)
@@ -581,12 +623,15 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
                         log.exception("session %s: frame %s failed", s.id, job.frame_id)
                         await error(f"internal error on this frame ({type(e).__name__})", frame_id=job.frame_id)
                         continue
-                    finally:
-                        inflight["jobs"] -= 1
                     out["timings"]["total_ms"] = round((time.perf_counter() - job.received) * 1000, 1)
                     s.stats["answered"] += 1
                     stats["answered"] += 1
                     await send(out)
+                    s.since_model += 1
+                    room = models["inflight"] < model_workers * (1 + MODEL_QUEUE) or s.since_model >= MODEL_MAX_WAIT
+                    if s.model_task is None and (s.since_model >= model_every or job.data is None) and room:
+                        s.since_model = 0
+                        s.model_task = asyncio.create_task(run_model(job, feats, fps))
             except Exception as e:  # the socket broke mid-send: the receive loop ends the session
                 log.debug("session %s: worker stopped: %s", s.id, e)
 
@@ -656,6 +701,8 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
             log.debug("session %s ended: %s", s.id, e)
         finally:
             task.cancel()
+            if s.model_task is not None:
+                s.model_task.cancel()
             sessions.pop(s.id, None)
 
     return app
@@ -682,7 +729,7 @@ def check_upload(path: Path, limits: Limits) -> None:
 
 def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, device: str = "cpu",
           workers: int = WORKERS, limits: Limits = Limits(), detect_every: int = DETECT_EVERY,
-          model_every: int = MODEL_EVERY, log_level: str = "info") -> None:
+          model_every: int = MODEL_EVERY, model_workers: int = MODEL_WORKERS, log_level: str = "info") -> None:
     """Load the model, pin each inference thread's libraries to its share of the cores, run uvicorn."""
     import uvicorn
 
@@ -699,7 +746,7 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
         get_detector("retinaface", side=pre["detect_side"], threads=threads)
     model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
     model.predict(audio=np.zeros(SAMPLE_RATE, np.float32))
-    app = create_app(model, limits, workers, detect_every, model_every)
+    app = create_app(model, limits, workers, detect_every, model_every, model_workers)
     print(f"emolite: open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/ in a browser", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
                 ws_per_message_deflate=False, limit_concurrency=limits.max_sessions + 32)

@@ -21,7 +21,8 @@ const grabCtx = grab.getContext('2d');
 
 const state = {
   ws: null, stream: null, timer: null, audioCtx: null, running: false, busy: false, retry: null,
-  frameId: 0, sent: 0, answered: 0, dropped: 0, skipped: 0, lat: [], classes: [], bars: {}, level: 0,
+  frameId: 0, sent: 0, answered: 0, labels: 0, dropped: 0, skipped: 0, lat: [], labelLat: [], classes: [],
+  bars: {}, level: 0,
 };
 
 function setStatus(text, kind = 'info') {
@@ -70,6 +71,7 @@ const handlers = {
     setStatus(`connected · session ${m.session}`, 'ok');
   },
   prediction: onPrediction,
+  label: onLabel,
   pong() {},
   error(m) {
     console.warn('server:', m.message);
@@ -249,15 +251,41 @@ function buildBars(classes) {
   }
 }
 
+// One per frame, right after detection: the face box, and the latest label (if any yet).
 function onPrediction(m) {
   state.answered++;
   state.dropped = m.dropped;
-  const rtt = performance.now() - m.t;
-  state.lat.push(rtt);
-  if (state.lat.length > 50) state.lat.shift();
-  $('latency').textContent = `${rtt.toFixed(0)} ms (median ${median(state.lat).toFixed(0)} ms)`;
+  pushLatency(state.lat, performance.now() - m.t);
   const t = m.timings;
   $('server-ms').textContent = `${t.total_ms.toFixed(0)} ms (${t.detect_ms.toFixed(0)} / ${t.model_ms.toFixed(0)})`;
+  if (m.label && !state.labels) showLabel(m);  // labels normally come in their own messages
+  drawBox(m);
+  showLatency();
+  updateCounts();
+  document.body.dataset.predictions = String(state.answered);
+}
+
+// The model's output for the window ending at frame m.frame_id, sent as soon as it is ready.
+function onLabel(m) {
+  state.labels++;
+  pushLatency(state.labelLat, performance.now() - m.t);
+  showLabel(m);
+  pushHistory(m.label);
+  showLatency();
+  document.body.dataset.labels = String(state.labels);
+}
+
+function pushLatency(xs, ms) {
+  xs.push(ms);
+  if (xs.length > 50) xs.shift();
+}
+
+function showLatency() {
+  const f = (xs) => (xs.length ? `${median(xs).toFixed(0)} ms` : '–');
+  $('latency').textContent = `box ${f(state.lat)} · label ${f(state.labelLat)} (median)`;
+}
+
+function showLabel(m) {
   const label = $('label');
   label.textContent = m.label;
   label.dataset.label = m.label;
@@ -269,10 +297,7 @@ function onPrediction(m) {
     b.fill.style.width = `${(p * 100).toFixed(1)}%`;
     b.val.textContent = `${(p * 100).toFixed(0)}%`;
   }
-  if (m.fresh) pushHistory(m.label);
-  drawBox(m);
-  updateCounts();
-  document.body.dataset.predictions = String(state.answered);
+  state.current = m;
 }
 
 function pushHistory(label) {
@@ -302,11 +327,12 @@ function drawBox(m) {
   const s = Math.min(W / fw, H / fh);
   const ox = (W - fw * s) / 2, oy = (H - fh * s) / 2;
   const [x1, y1, x2, y2] = m.face_box;
-  const c = color(m.label);
+  const cur = state.current;
+  const c = cur ? color(cur.label) : '#ffffff';
   ctx.lineWidth = 3 * dpr;
   ctx.strokeStyle = c;
   ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
-  const tag = `${m.label} ${(m.confidence * 100).toFixed(0)}%`;
+  const tag = cur ? `${cur.label} ${(cur.confidence * 100).toFixed(0)}%` : 'face';
   ctx.font = `bold ${14 * dpr}px system-ui, sans-serif`;
   const tw = ctx.measureText(tag).width + 8 * dpr, th = 20 * dpr;
   const ty = Math.max(0, oy + y1 * s - th);
@@ -319,7 +345,7 @@ function drawBox(m) {
 }
 
 function updateCounts() {
-  $('counts').textContent = `${state.sent} / ${state.answered} / ${state.dropped + state.skipped}`;
+  $('counts').textContent = `${state.sent} / ${state.answered} / ${state.dropped + state.skipped} · ${state.labels} labels`;
 }
 
 // ------------------------------------------------------------------ upload
