@@ -1,0 +1,295 @@
+"""Shared helpers for the real-data benchmarks (emodb, ravdess, ckplus, faces_pool, fusion).
+
+- `setup`: thread caps and quiet logs (the benchmarks run on a small shared CPU).
+- `preprocess_cache`: emolite's own preprocessing into a work dir (never the repository).
+- `make_view`: a tiny "view" cache dir (an empty entries/ + index.jsonl whose rows point at
+  the shared entries, with `split` rewritten), so k folds need one preprocessing pass.
+- `train_eval`: emolite.train.run on a view + the test predictions; a finished run with the
+  same settings is reused, so a killed benchmark resumes where it stopped.
+- `smile_features` / `svm_fit_predict`: openSMILE functionals (cached under the work dir) and
+  a standardised linear SVM whose C is chosen by inner speaker-grouped CV.
+- `scores`, `fold_summary`, `emit`: metrics, mean/pooled summaries, JSON output.
+
+Work dir: $EMOLITE_BENCH_DIR or /tmp/bench (caches, views, runs, feature caches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+BENCH = Path(os.environ.get("EMOLITE_BENCH_DIR", "/tmp/bench"))
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "docs" / "results"
+
+
+# ----------------------------------------------------------------------------- setup / output
+
+def setup(threads: int = 1) -> None:
+    """One thread for torch/OpenCV (the machine is small and shared), quiet Lightning."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+        cv2.setNumThreads(threads)
+    except ImportError:  # pragma: no cover
+        pass
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Send the library's progress prints to stderr, so stdout carries only the JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def log(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def rounded(obj, nd: int = 4):
+    if isinstance(obj, float):
+        return round(obj, nd)
+    if isinstance(obj, dict):
+        return {k: rounded(v, nd) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, nd) for v in obj]
+    if isinstance(obj, np.generic):
+        return rounded(obj.item(), nd)
+    return obj
+
+
+def emit(name: str, result: dict, save: bool = True) -> None:
+    """Print the JSON to stdout and save it to docs/results/<name>.json."""
+    text = json.dumps(rounded(result), indent=1)
+    print(text)
+    if save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{name}.json").write_text(text + "\n")
+
+
+def environment() -> dict:
+    import platform
+
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "gpu": torch.cuda.is_available()}
+
+
+# ----------------------------------------------------------------------------- caches and views
+
+def preprocess_cache(loader: str, root: str | Path, name: str, dataset_opts: dict | None = None,
+                     workers: int = 1, **cfg) -> tuple[Path, list[dict], dict]:
+    """emolite.preprocess.run into BENCH/cache/<name>; entries that exist are reused."""
+    from emolite import cache, preprocess
+
+    t = time.time()
+    with quiet():
+        summary = preprocess.run(loader, root, BENCH / "cache" / name, workers=workers, progress=False,
+                                 dataset_opts=dataset_opts or {}, **cfg)
+    log(f"preprocess {name}: {summary['items']} items, done {summary['done']}, reused {summary['reused']}, "
+        f"failed {summary['failed']}, no face {summary['no_face']} ({time.time() - t:.0f} s)")
+    rows = cache.read_index(summary["cache"])
+    return Path(summary["cache"]), rows, summary
+
+
+def make_view(rows: Sequence[dict], split_of: Callable[[dict], str | None], view_dir: str | Path) -> Path:
+    """A cache dir over the same entry files with `split` from split_of(row) (None: left out)."""
+    from emolite import cache
+
+    view_dir = Path(view_dir)
+    (view_dir / cache.ENTRIES).mkdir(parents=True, exist_ok=True)
+    lines = []
+    for r in rows:
+        s = split_of(r)
+        if s:
+            lines.append(json.dumps({**r, "split": s}))
+    cache.atomic_write_bytes(view_dir / cache.INDEX, ("\n".join(lines) + "\n").encode())
+    return view_dir
+
+
+def split_counts(rows: Sequence[dict], split_of: Callable[[dict], str | None]) -> dict:
+    out: dict[str, int] = {}
+    for r in rows:
+        s = split_of(r)
+        if s:
+            out[s] = out.get(s, 0) + 1
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+def _tag(overrides: Iterable[str]) -> str:
+    return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
+
+
+def train_eval(view: str | Path, overrides: list[str], group: str, name: str, reuse: bool = True) -> dict:
+    """Train on a view with emolite.train.run (CPU, 1 process) and read back the test predictions.
+
+    Returns {"result": train.run's dict, "keys", "y_true", "y_pred", "seconds"}. The run dir is
+    BENCH/runs/<group>/<name>-<hash of the overrides>; a finished one is reused."""
+    from emolite import train
+    from emolite.config import load_config
+
+    out_root = BENCH / "runs" / group
+    run_name = f"{name}-{_tag(overrides)}"
+    run_dir = out_root / run_name
+    base = [f'data.cache_dir="{view}"', f'trainer.out_dir="{out_root}"', f'trainer.name="{run_name}"',
+            "trainer.progress_bar=false", "data.num_workers=0", 'trainer.accelerator="cpu"', "trainer.devices=1",
+            "trainer.ckpt_every_n_steps=100000"]
+    cfg = load_config(None, base + list(overrides))
+    done = run_dir / "metrics.json"
+    if reuse and done.exists() and (run_dir / "done.json").exists():
+        res = json.loads(done.read_text())
+        seconds = json.loads((run_dir / "done.json").read_text())["seconds"]
+        log(f"train {group}/{run_name}: reused")
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        t = time.time()
+        with quiet():
+            res = train.run(cfg)
+        seconds = time.time() - t
+        (run_dir / "done.json").write_text(json.dumps({"seconds": seconds}))
+        log(f"train {group}/{run_name}: {res.get('epochs')} epochs, {seconds:.0f} s, "
+            f"val uar {res.get('val/uar', float('nan')):.3f}, test acc {res.get('test/accuracy', float('nan')):.3f}")
+    keys, y_true, y_pred = [], [], []
+    pred_file = run_dir / f"eval_{cfg['data']['test_split']}" / "predictions.csv"
+    if pred_file.exists():
+        with open(pred_file, newline="") as f:
+            for row in csv.DictReader(f):
+                keys.append(row["key"])
+                y_true.append(row["label"])
+                y_pred.append(row["pred"])
+    return {"result": res, "keys": keys, "y_true": y_true, "y_pred": y_pred, "seconds": seconds,
+            "run_dir": str(run_dir)}
+
+
+def evaluate_on(checkpoint: str | Path, view: str | Path, split: str = "test") -> dict:
+    """emolite.evaluate.run on a view; adds y_true/y_pred lists."""
+    from emolite import evaluate
+
+    out = Path(view) / f"eval_{split}"
+    with quiet():
+        res = evaluate.run(checkpoint, view, split=split, out_dir=out)
+    y_true, y_pred = [], []
+    with open(out / "predictions.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            y_true.append(row["label"])
+            y_pred.append(row["pred"])
+    return {"result": res, "y_true": y_true, "y_pred": y_pred}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str] | None = None) -> dict:
+    """accuracy, UAR (macro recall) and macro F1 over the classes present in y_true."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    present = sorted(set(y_true)) if classes is None else [c for c in classes if c in set(y_true)]
+    return {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
+            "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+            "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))}
+
+
+def per_class_recall(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    return {c: float(np.mean(yp[yt == c] == c)) for c in sorted(set(y_true))}
+
+
+def confusion(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y_true, y_pred, labels=list(classes)).tolist()
+
+
+def fold_summary(folds: list[dict], classes: Sequence[str] | None = None) -> dict:
+    """folds: [{"y_true", "y_pred", ...}] -> mean ± std over folds of each metric, and pooled."""
+    per = [scores(f["y_true"], f["y_pred"], classes) for f in folds]
+    out = {}
+    for k in ("accuracy", "uar", "f1_macro"):
+        vals = np.array([p[k] for p in per])
+        out[f"{k}_mean"] = float(vals.mean())
+        out[f"{k}_std"] = float(vals.std())
+    yt = [y for f in folds for y in f["y_true"]]
+    yp = [y for f in folds for y in f["y_pred"]]
+    out["pooled"] = scores(yt, yp, classes)
+    out["per_fold"] = [{k: p[k] for k in ("n", "accuracy", "uar", "f1_macro")} for p in per]
+    return out
+
+
+# ----------------------------------------------------------------------------- openSMILE + SVM
+
+def smile_features(paths: Sequence[str], feature_set: str = "eGeMAPSv02", tag: str = "") -> np.ndarray:
+    """openSMILE functionals for each file (16 kHz as stored), cached in BENCH/smile/."""
+    import opensmile
+    import soundfile as sf
+
+    key = hashlib.sha1(("\n".join(paths) + feature_set).encode()).hexdigest()[:10]
+    f = BENCH / "smile" / f"{tag or 'feat'}_{feature_set}_{key}.npy"
+    if f.exists():
+        return np.load(f)
+    smile = opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
+                            feature_level=opensmile.FeatureLevel.Functionals)
+    t = time.time()
+    feats = []
+    for p in paths:
+        x, sr = sf.read(p, dtype="float32", always_2d=True)
+        feats.append(smile.process_signal(x.mean(1), sr).to_numpy()[0])
+    X = np.stack(feats).astype(np.float32)
+    log(f"openSMILE {feature_set}: {len(paths)} files, {X.shape[1]} features, {time.time() - t:.0f} s")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    np.save(f, X)
+    return X
+
+
+C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def svm_fit_predict(X_tr: np.ndarray, y_tr: Sequence[str], groups_tr: Sequence[str], X_te: np.ndarray,
+                    c_grid: Sequence[float] = C_GRID, inner_folds: int = 3) -> tuple[list[str], float]:
+    """StandardScaler + linear SVM (sklearn SVC(kernel="linear"), balanced class weights); C from
+    an inner GroupKFold over the training speakers, maximising UAR. Returns (predictions, C)."""
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    h = hashlib.sha1()
+    for part in (X_tr, X_te, np.asarray(y_tr), np.asarray(groups_tr), np.asarray(c_grid), np.int64(inner_folds)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    memo = BENCH / "svm" / f"{h.hexdigest()[:16]}.json"
+    if memo.exists():   # same data, same grid: the same deterministic fit
+        saved = json.loads(memo.read_text())
+        return saved["pred"], saved["C"]
+    pipe = make_pipeline(StandardScaler(), SVC(kernel="linear", class_weight="balanced"))
+    n_groups = len(set(groups_tr))
+    search = GridSearchCV(pipe, {"svc__C": list(c_grid)}, scoring="balanced_accuracy",
+                          cv=GroupKFold(n_splits=min(inner_folds, n_groups)), n_jobs=1)
+    search.fit(X_tr, list(y_tr), groups=list(groups_tr))
+    pred, c = [str(p) for p in search.predict(X_te)], float(search.best_params_["svc__C"])
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"pred": pred, "C": c}))
+    return pred, c
+
+
+def zscore(X: np.ndarray) -> np.ndarray:
+    """Standardise features on the set itself (per-corpus normalisation for cross-corpus tests)."""
+    return (X - X.mean(0)) / np.maximum(X.std(0), 1e-8)

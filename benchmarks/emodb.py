@@ -1,0 +1,110 @@
+"""EmoDB, audio only, leave-one-speaker-out (10 folds), 7 classes: our audio model vs
+openSMILE eGeMAPSv02 functionals + linear SVM.
+
+    python benchmarks/emodb.py ../shared/data [--epochs 15] [--patience 4] [--set KEY=VALUE ...] [--name emodb]
+
+Fold i: test = speaker i, dev = the next speaker (early stopping of our model), train = the
+other 8. The SVM trains on the same 9 non-test speakers (train + dev) and picks C by a
+speaker-grouped inner 3-fold CV on them. Prints JSON (UAR and accuracy, mean over folds and
+pooled over all 535 utterances) and saves it to docs/results/<name>.json.
+
+The shared EmoDB copy is trimmed/padded to exactly 2 s per file, so these numbers are not
+comparable with published full-length EmoDB results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as C  # noqa: E402
+
+CLASSES = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
+
+
+def our_overrides(args) -> list[str]:
+    return ['model.name="audio"', f"data.classes={CLASSES!r}".replace("'", '"'), "data.audio_seconds=2.0",
+            "data.frames=1", f"data.batch_size={args.batch}", f"optim.epochs={args.epochs}",
+            f"optim.patience={args.patience}", f"optim.lr={args.lr}", 'optim.monitor="val/uar"',
+            f"trainer.seed={args.seed}", *args.set]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
+    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--patience", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
+    ap.add_argument("--folds", type=str, default="", help="comma-separated fold numbers (default: all 10)")
+    ap.add_argument("--no-svm", action="store_true")
+    ap.add_argument("--no-ours", action="store_true")
+    ap.add_argument("--name", default="emodb", help="result name (docs/results/<name>.json)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    C.setup(args.threads)
+    t0 = time.time()
+
+    cdir, rows, summary = C.preprocess_cache("manifest", args.data / "emodb" / "labels.csv", "emodb")
+    rows = sorted(rows, key=lambda r: r["key"])
+    speakers = sorted({r["speaker"] for r in rows})
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(len(speakers)))
+    out = {"benchmark": "emodb", "protocol": "leave-one-speaker-out, 10 folds; dev = next speaker (ours)",
+           "classes": CLASSES, "items": len(rows), "speakers": speakers, "folds": folds,
+           "environment": C.environment()}
+
+    if not args.no_svm:
+        import numpy as np
+        X = C.smile_features([r["path"] for r in rows], "eGeMAPSv02", "emodb")
+        y = np.array([r["label"] for r in rows])
+        g = np.array([r["speaker"] for r in rows])
+        svm_folds, cs = [], []
+        t = time.time()
+        for i in folds:
+            te = g == speakers[i]
+            pred, c = C.svm_fit_predict(X[~te], y[~te], g[~te], X[te])
+            svm_folds.append({"y_true": list(y[te]), "y_pred": pred})
+            cs.append(c)
+        out["egemaps_svm"] = {"features": "openSMILE eGeMAPSv02 functionals (88)",
+                              "classifier": "StandardScaler + SVC(kernel=linear, class_weight=balanced); "
+                                            f"C from {list(C.C_GRID)} by speaker-grouped inner 3-fold CV (UAR)",
+                              "C_chosen": cs, "seconds": time.time() - t, **C.fold_summary(svm_folds, CLASSES)}
+        out["egemaps_svm"]["per_class_recall_pooled"] = C.per_class_recall(
+            [v for f in svm_folds for v in f["y_true"]], [v for f in svm_folds for v in f["y_pred"]])
+
+    if not args.no_ours:
+        ov = our_overrides(args)
+        our_folds = []
+        for i in folds:
+            test, dev = speakers[i], speakers[(i + 1) % len(speakers)]
+            split_of = lambda r: "test" if r["speaker"] == test else "dev" if r["speaker"] == dev else "train"  # noqa: E731
+            view = C.make_view(rows, split_of, C.BENCH / "views" / "emodb" / f"fold{i}")
+            our_folds.append(C.train_eval(view, ov, "emodb", f"fold{i}"))
+        yt = [v for f in our_folds for v in f["y_true"]]
+        yp = [v for f in our_folds for v in f["y_pred"]]
+        out["ours"] = {"model": "emolite audio (2-D CNN-LSTM on log-mel, Zhao et al. 2019 style)",
+                       "overrides": ov, "epochs_run": [f["result"].get("epochs") for f in our_folds],
+                       "train_seconds": sum(f["seconds"] for f in our_folds), **C.fold_summary(our_folds, CLASSES),
+                       "per_class_recall_pooled": C.per_class_recall(yt, yp),
+                       "confusion_pooled": {"classes": CLASSES, "matrix": C.confusion(yt, yp, CLASSES)}}
+        from emolite.models import build_model, count_macs, count_params, example_batch
+        m = build_model("audio", len(CLASSES))
+        out["ours"]["params"] = count_params(m)
+        out["ours"]["macs_per_2s_clip"] = count_macs(m, example_batch(1, 1, 2.0))
+
+    if "ours" in out and "egemaps_svm" in out:
+        o, s = out["ours"]["pooled"], out["egemaps_svm"]["pooled"]
+        out["ours_minus_svm"] = {"uar_pooled": o["uar"] - s["uar"], "accuracy_pooled": o["accuracy"] - s["accuracy"],
+                                 "uar_mean": out["ours"]["uar_mean"] - out["egemaps_svm"]["uar_mean"]}
+    out["wall_seconds"] = time.time() - t0
+    C.emit(args.name, out)
+
+
+if __name__ == "__main__":
+    main()
