@@ -363,3 +363,13 @@ def test_label_mappings_between_meld_and_cremad():
     mapping = labels.map_labels(meld, cremad)
     assert len(mapping) == 6 and all(meld[i] == cremad[j] for i, j in mapping.items())
     assert labels.map_labels(["Joy", "ANG"], cremad) == {0: cremad.index("happiness"), 1: cremad.index("anger")}
+
+
+def test_speaker_folds_mix_strata_for_even_k():
+    from emolite.data.splits import speaker_folds
+
+    items = [Item(f"/x/{a}.wav", "anger", speaker=f"{a:02d}", key=str(a)) for a in range(1, 19)]
+    strata = {f"{a:02d}": "male" if a % 2 else "female" for a in range(1, 19)}
+    folds = speaker_folds(items, 6, 0, strata)
+    assert sorted(sum(folds, [])) == sorted(strata) and all(len(f) == 3 for f in folds)
+    assert all({strata[s] for s in f} == {"male", "female"} for f in folds)

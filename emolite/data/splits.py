@@ -95,11 +95,18 @@ def split_by_speaker(items: Sequence[Item], seed: int = 0,
 
 def speaker_folds(items: Sequence[Item], k: int, seed: int = 0,
                   strata: Mapping[str, str] | None = None) -> list[list[str]]:
-    """k disjoint, near-equal lists of speakers (dealt round-robin from the seeded order)."""
+    """k disjoint, near-equal lists of speakers, dealt from the seeded (strata-interleaved) order
+    in a snake: forwards, then backwards. Plain round-robin would give every fold one stratum
+    when k is even (strata alternate m, f, m, f ...)."""
     groups = order_groups((group_of(it) for it in items), seed, strata)
-    if not 2 <= int(k) <= len(groups):
+    k = int(k)
+    if not 2 <= k <= len(groups):
         raise EmoliteError(f"folds={k} needs 2 <= folds <= the number of speakers ({len(groups)})")
-    return [sorted(groups[i::int(k)]) for i in range(int(k))]
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i, g in enumerate(groups):
+        r, j = divmod(i, k)
+        folds[j if r % 2 == 0 else k - 1 - j].append(g)
+    return [sorted(f) for f in folds]
 
 
 def fold_split(items: Sequence[Item], k: int, fold: int, seed: int = 0,
