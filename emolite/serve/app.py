@@ -27,7 +27,7 @@ Client -> server, text messages (JSON objects):
 
 Server -> client (JSON text):
 
-  {"type": "hello", "session": str, "classes": [...], "limits": {...}, "window_s": 2.0}
+  {"type": "hello", "session": str, "classes": [...], "modalities": [...], "limits": {...}, "window_s": 2.0}
   {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
    x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
@@ -680,7 +680,8 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
             else:
                 raise BadInput(f"unknown message type {str(kind)[:40]!r}: expected \"ping\" or \"predict\"")
 
-        await send({"type": "hello", "session": s.id, "classes": model.classes, "window_s": WINDOW,
+        await send({"type": "hello", "session": s.id, "classes": model.classes, "modalities": model.modalities,
+                    "window_s": WINDOW,
                     "limits": {"max_message": limits.max_message, "max_frame_pixels": limits.max_frame_pixels,
                                "max_audio_chunk": limits.max_audio_chunk, "max_fps": limits.max_fps,
                                "max_message_rate": limits.max_message_rate,

@@ -67,6 +67,7 @@ function connect() {
 const handlers = {
   hello(m) {
     state.classes = m.classes;
+    state.modalities = m.modalities || ['face', 'context', 'audio'];
     buildBars(m.classes);
     setStatus(`connected · session ${m.session}`, 'ok');
   },
@@ -290,7 +291,12 @@ function showLabel(m) {
   label.textContent = m.label;
   label.dataset.label = m.label;
   label.style.color = color(m.label);
-  $('confidence').textContent = `${(m.confidence * 100).toFixed(0)}% confident${m.has_audio ? ' · face + scene + voice' : ''}`;
+  // Name only the streams this model uses and this window had.
+  const mods = state.modalities || [];
+  const faceSeen = m.face_found !== undefined ? m.face_found : Boolean(m.face_box);
+  const used = [mods.includes('face') && faceSeen && 'face', mods.includes('context') && 'scene',
+                mods.includes('audio') && m.has_audio && 'voice'].filter(Boolean);
+  $('confidence').textContent = `${(m.confidence * 100).toFixed(0)}% confident${used.length ? ' · ' + used.join(' + ') : ''}`;
   for (const [c, p] of Object.entries(m.probs)) {
     const b = state.bars[c];
     if (!b) continue;
