@@ -36,7 +36,6 @@ def model_cost(model_path: str | None = None) -> dict:
     """Params, multiply-adds and 1-thread latency per 4-s clip (torch and onnxruntime)."""
     import torch
 
-    from . import inputs as I
     from .export import export, random_inputs
     from .inference import load_model
     from .models import count_macs, count_params
@@ -62,7 +61,6 @@ def model_cost(model_path: str | None = None) -> dict:
         "params_ratio": round(ref["params"] / out["params"], 2),
         "flops_ratio": round(ref["gflops_per_clip"] * 1e9 / (2 * out["macs_per_clip"]), 2),
         "reference": ref}
-    del I
     return out
 
 
