@@ -73,18 +73,10 @@ def window_row(path: str, w: WindowResult) -> dict:
             "has_audio": w.has_audio, **{f"p_{c}": round(p, 4) for c, p in w.probs.items()}}
 
 
-def _scale(path: Path, frame_size: tuple[int, int]) -> float:
-    """Factor from analysed-frame pixels back to the video's own pixels (frames are downscaled)."""
-    try:
-        info = media.probe(path)
-    except EmoliteError:
-        return 1.0
-    v = [s for s in info["streams"] if s.get("type") == "video" and s.get("width")]
-    if info["kind"] == "image":
-        return 1.0
-    if not v or not frame_size[0]:
-        return 1.0
-    return max(v[0]["width"], v[0]["height"]) / max(frame_size)
+def _video_side(info: dict) -> int:
+    """Longest side of the file's video in its own pixels (0 for audio-only files and images)."""
+    v = [st for st in info.get("streams", []) if st.get("type") == "video" and st.get("width")]
+    return max(v[0]["width"], v[0]["height"]) if v and info["kind"] != "image" else 0
 
 
 def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = WINDOW, hop: float = HOP,
@@ -98,12 +90,12 @@ def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = W
     # Sample exactly the frames the model uses (T per window) rather than the cache's fps.
     fps = model.frames / window if window else pre["fps"]
     pending: list[tuple] = []
-    scale = None
+    info = media.probe(p)  # one look at the file: window count for the bar, size for the boxes
+    side = _video_side(info)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        info = media.probe(p)
         total = len(media.window_spans(info["duration"], window, hop)) if info["duration"] else 1
         bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
 
@@ -113,8 +105,9 @@ def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = W
             pred = model.to_prediction(pr)
             box = None
             if feats.face_mask.any():
-                b = feats.boxes[feats.face_mask]
-                box = [float(v) * scale for v in np.nanmean(b, 0)]
+                # frames are analysed downscaled; report the box in the video's own pixels
+                scale = side / max(feats.frame_size) if side and max(feats.frame_size) else 1.0
+                box = [float(v) * scale for v in np.nanmean(feats.boxes[feats.face_mask], 0)]
             yield WindowResult(w.start, w.end, pred.label, pred.confidence, pred.probs, bool(feats.face_mask.any()),
                                box, feats.has_audio, feats.has_video)
         if bar is not None:
@@ -132,9 +125,6 @@ def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = W
                                     pre["margin"], pre["align"], memo=memo, detect_every=detect_every, fps=fps)
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
                 del memo[k]
-            if scale is None and feats.has_video:
-                scale = _scale(p, feats.frame_size)
-            scale = scale or 1.0
             x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
                               feats.has_video, feats.has_audio, fps=fps)
             pending.append((w, x, feats))
