@@ -70,7 +70,10 @@ def process_item(item: Item, cdir: str, cfg: dict) -> list[tuple[str, str, str]]
     """Decode, detect, crop and store one item. Returns (key, status, reason) per entry;
     status is done | reused | failed. Never raises for a bad file."""
     key = item.key or safe_key(item.path)
-    if cache.entry_path(cdir, key).exists() or cache.entry_path(cdir, f"{key}-w0000").exists():
+    # A windowed item is reused only once all its windows are written (the marker comes last):
+    # a run killed half-way through a long file redoes that file.
+    marker = cache.entry_path(cdir, key).with_suffix(".windows")
+    if cache.entry_path(cdir, key).exists() or marker.exists():
         return [(key, "reused", "")]
     try:
         short = _short(item, cfg)
@@ -87,6 +90,8 @@ def process_item(item: Item, cdir: str, cfg: dict) -> list[tuple[str, str, str]]
             k = key if short else f"{key}-w{i:04d}"
             cache.write_entry(cdir, k, feats.arrays(), meta, cfg["jpeg_quality"])
             out.append((k, "done", "" if feats.face_mask.any() or not feats.has_video else "no face found"))
+        if not short:
+            cache.atomic_write_bytes(marker, str(len(out)).encode())
         return out
     except EmoliteError as e:
         return [(key, "failed", str(e))]
@@ -149,7 +154,10 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
     finally:
         bar.close()
         if pool is not None:
-            pool.terminate() if counts["done"] + counts["reused"] + counts["failed"] < len(jobs) else pool.close()
+            if bar.n < len(jobs):  # interrupted: don't wait for the queued items
+                pool.terminate()
+            else:
+                pool.close()
             pool.join()
     rows = cache.rebuild_index(cdir)
     seconds = sum(r["duration"] for r in rows)

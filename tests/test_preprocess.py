@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,12 @@ def test_long_file_is_stored_as_windows(tmp_path):
     s = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False)
     rows = cache.read_index(s["cache"])
     assert len(rows) == 7 and all(abs(r["duration"] - 2.0) < 1e-6 for r in rows)
+    # a run killed after some windows of a long file: the file is redone, not taken as finished
+    (Path(s["cache"]) / "entries" / "talk.mp4.windows").unlink()
+    for f in sorted((Path(s["cache"]) / "entries").glob("*-w000[3-6].npz")):
+        f.unlink()
+    s2 = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False)
+    assert (s2["reused"], s2["done"]) == (0, 7) and len(cache.read_index(s2["cache"])) == 7
 
 
 def test_bad_option_and_empty_folder(tmp_path):
