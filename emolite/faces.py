@@ -108,6 +108,7 @@ def no_detector(**_) -> Detector:
 
 
 def get_detector(name: str = "retinaface", **opts) -> Detector:
+    """A detector by name; options a detector has no use for (side, threads) are ignored by it."""
     return lookup(DETECTORS, name, "face detector")(**opts)
 
 

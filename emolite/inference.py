@@ -66,8 +66,7 @@ class EmotionModel:
             from .faces import get_detector
 
             p = self.preprocessing
-            self._detector = get_detector(p["detector"], side=p["detect_side"]) if p["detector"] == "retinaface" \
-                else get_detector(p["detector"])
+            self._detector = get_detector(p["detector"], side=p["detect_side"])
         return self._detector
 
     def predict_inputs(self, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -62,8 +62,7 @@ def _init_worker(cfg: dict, threads: int) -> None:
     cv2.setNumThreads(threads)
     from .faces import get_detector
 
-    _DETECTOR = get_detector(cfg["detector"], side=cfg["detect_side"], threads=threads) \
-        if cfg["detector"] == "retinaface" else get_detector(cfg["detector"])
+    _DETECTOR = get_detector(cfg["detector"], side=cfg["detect_side"], threads=threads)
 
 
 def process_item(item: Item, cdir: str, cfg: dict) -> list[tuple[str, str, str]]:
