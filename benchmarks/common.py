@@ -110,8 +110,11 @@ def preprocess_cache(loader: str, root: str | Path, name: str, dataset_opts: dic
     return Path(summary["cache"]), rows, summary
 
 
-def make_view(rows: Sequence[dict], split_of: Callable[[dict], str | None], view_dir: str | Path) -> Path:
-    """A cache dir over the same entry files with `split` from split_of(row) (None: left out)."""
+def make_view(rows: Sequence[dict], split_of: Callable[[dict], str | tuple | None], view_dir: str | Path) -> Path:
+    """A cache dir over the same entry files with `split` from split_of(row) (None: left out).
+
+    split_of may return several splits (e.g. ("train", "dev")): the row is then listed once per
+    split, under the keys `key`, `key#dev`, ... (same entry file)."""
     from emolite import cache
 
     view_dir = Path(view_dir)
@@ -119,18 +122,19 @@ def make_view(rows: Sequence[dict], split_of: Callable[[dict], str | None], view
     lines = []
     for r in rows:
         s = split_of(r)
-        if s:
-            lines.append(json.dumps({**r, "split": s}))
+        for j, split in enumerate((s,) if isinstance(s, str) else s or ()):
+            key = r["key"] if j == 0 else f"{r['key']}#{split}"
+            lines.append(json.dumps({**r, "key": key, "split": split}))
     cache.atomic_write_bytes(view_dir / cache.INDEX, ("\n".join(lines) + "\n").encode())
     return view_dir
 
 
-def split_counts(rows: Sequence[dict], split_of: Callable[[dict], str | None]) -> dict:
+def split_counts(rows: Sequence[dict], split_of: Callable[[dict], str | tuple | None]) -> dict:
     out: dict[str, int] = {}
     for r in rows:
         s = split_of(r)
-        if s:
-            out[s] = out.get(s, 0) + 1
+        for split in (s,) if isinstance(s, str) else s or ():
+            out[split] = out.get(split, 0) + 1
     return out
 
 

@@ -29,18 +29,22 @@ CLASSES = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadne
 def our_overrides(args) -> list[str]:
     return ['model.name="audio"', f"data.classes={CLASSES!r}".replace("'", '"'), "data.audio_seconds=2.0",
             "data.frames=1", f"data.batch_size={args.batch}", f"optim.epochs={args.epochs}",
-            f"optim.patience={args.patience}", f"optim.lr={args.lr}", 'optim.monitor="val/uar"',
-            f"trainer.seed={args.seed}", *args.set]
+            f"optim.patience={args.epochs + 1 if args.keep == 'last' else args.patience}", f"optim.lr={args.lr}",
+            'optim.monitor="val/uar"', f'optim.keep="{args.keep}"', 'loss.name="weighted_ce"', f"trainer.seed={args.seed}",
+            *args.set]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", choices=("last", "best"), default="last",
+                    help="last (default): fixed epochs on every non-test speaker, final weights; "
+                         "best: dev speaker held out, early stopping + best checkpoint on it")
     ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
     ap.add_argument("--folds", type=str, default="", help="comma-separated fold numbers (default: all 10)")
     ap.add_argument("--no-svm", action="store_true")
@@ -83,7 +87,9 @@ def main() -> None:
         our_folds = []
         for i in folds:
             test, dev = speakers[i], speakers[(i + 1) % len(speakers)]
-            split_of = lambda r: "test" if r["speaker"] == test else "dev" if r["speaker"] == dev else "train"  # noqa: E731
+            # keep=last: the dev speaker trains too and is only a monitor (nothing is selected on it).
+            dev_split = ("train", "dev") if args.keep == "last" else "dev"
+            split_of = lambda r: "test" if r["speaker"] == test else dev_split if r["speaker"] == dev else "train"  # noqa: E731,B023
             view = C.make_view(rows, split_of, C.BENCH / "views" / "emodb" / f"fold{i}")
             our_folds.append(C.train_eval(view, ov, "emodb", f"fold{i}"))
         yt = [v for f in our_folds for v in f["y_true"]]

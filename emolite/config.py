@@ -54,6 +54,7 @@ DEFAULTS: dict = {
         "grad_clip": 1.0,
         "patience": 6,                                # early stopping, in validation rounds
         "monitor": "val/f1_weighted", "mode": "max",
+        "keep": "best",                               # best (by monitor) | last: the weights saved as best.pt
     },
     "augment": {
         "enabled": True, "prob": 0.5,                 # each augmentation fires with this probability
@@ -173,7 +174,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def check_config(cfg: dict) -> None:
     choices = {("data", "sampler"): ("shuffle", "weighted"), ("optim", "scheduler"): ("cosine", "constant"),
-               ("optim", "mode"): ("max", "min"), ("augment", "pitch_method"): ("resample", "librosa")}
+               ("optim", "mode"): ("max", "min"), ("optim", "keep"): ("best", "last"), ("augment", "pitch_method"): ("resample", "librosa")}
     for (s, k), ok in choices.items():
         if cfg[s][k] not in ok:
             raise EmoliteError(f"config {s}.{k}='{cfg[s][k]}'; choose one of: {', '.join(ok)}")

@@ -533,8 +533,8 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
         print(f"train: nothing to resume in {run_dir}; starting from scratch")
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, **fit_kw)
 
-    # Best weights -> emolite checkpoint.
-    best_path = best_cb.best_model_path or str(last)
+    # Best weights (or, with optim.keep = "last", the final ones already in `model`) -> emolite checkpoint.
+    best_path = (best_cb.best_model_path or str(last)) if o["keep"] == "best" else ""
     if best_path and Path(best_path).exists():
         sd = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")})

@@ -174,3 +174,32 @@ def test_fuse_bn_and_fast_maxpool_match():
     x = example_batch(2, 2, 0.5)
     with torch.no_grad():
         torch.testing.assert_close(f(x), m(x), rtol=1e-4, atol=1e-4)
+
+
+def test_band_norm_removes_level_and_old_configs_keep_batchnorm(tmp_path):
+    from emolite.models.audio import BandNorm
+    torch.manual_seed(0)
+    m = build_model("audio", 3).eval()
+    assert isinstance(m.encoders["audio"].norm, BandNorm)
+    wav = 0.3 * torch.randn(1, 16000)
+    with torch.no_grad():   # per-band standardisation: a louder recording gives the same output
+        torch.testing.assert_close(m({"audio": wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
+                                   m({"audio": 3 * wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
+                                   rtol=1e-3, atol=1e-3)
+    # a complete config saved before audio_norm existed builds the first release's BatchNorm
+    old = {k: v for k, v in models.model_config("audio").items() if k not in models.LEGACY_DEFAULTS}
+    assert isinstance(build_model(old, 3).encoders["audio"].norm, torch.nn.BatchNorm2d)
+    with pytest.raises(EmoliteError, match="audio_norm"):
+        build_model("audio", 3, audio_norm="nope")
+
+
+def test_spec_augment_only_while_training():
+    torch.manual_seed(0)
+    m = build_model("audio", 3, audio_specaug=True)
+    x = example_batch(2, 1, 1.0)
+    m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), m(x))
+    from emolite.models.audio import spec_augment
+    s = spec_augment(torch.ones(8, 1, 64, 100))
+    assert 0.0 < (s == 0).float().mean() < 0.5 and set(s.unique().tolist()) <= {0.0, 1.0}

@@ -192,3 +192,15 @@ def test_losses():
     t = torch.randn(8, 2)
     assert torch.allclose(ccc(t, t), torch.ones(2), atol=1e-5)
     assert float(build_loss({"name": "ccc"})(t, t)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_keep_last_saves_final_weights(syn_cache, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _cfg(syn_cache, tmp_path, "last", 'optim.keep="last"', 'data.test_split=""')
+    train.run(cfg)
+    final = _state(tmp_path / "last" / "checkpoints" / "last.ckpt")["state_dict"]
+    saved = _state(tmp_path / "last" / "best.pt")["state_dict"]
+    for k, v in saved.items():
+        torch.testing.assert_close(v, final[f"model.{k}"])
+    with pytest.raises(EmoliteError, match="optim.keep"):
+        config.load_config(SMOKE, ['optim.keep="first"'])

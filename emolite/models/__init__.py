@@ -31,6 +31,9 @@ SECONDS = 4.0        # audio window
 SAMPLE_RATE = 16000
 FACE_SIZE = 112
 
+# Keys added after the first release, with the behaviour a saved config without them had.
+LEGACY_DEFAULTS = {"audio_norm": "batch", "audio_specaug": False}
+
 MODEL_DEFAULTS: dict = {
     "name": "emolite",            # registry name: emolite | concat | attention | gated | audio | face | context
     "fusion": "attention",         # concat | attention | gated (see models/fusion.py)
@@ -39,6 +42,8 @@ MODEL_DEFAULTS: dict = {
     "context_dim": 128, "context_width": 24,
     "audio_dim": 128, "audio_kind": "2d", "n_mels": 64, "audio_hidden": 128,
     "audio_channels": [16, 32, 48, 64],
+    "audio_norm": "band",          # band (per-utterance CMVN) | batch (see models/audio.py)
+    "audio_specaug": False,        # training-only SpecAugment masks on the log-mel
     "hidden": 128,                 # GRU width per visual stream
     "fusion_dim": 128,
     "dropout": 0.2,
@@ -75,7 +80,11 @@ def model_config(name_or_cfg: str | dict | None = None, **overrides) -> dict:
     if isinstance(name_or_cfg, str):
         cfg["name"] = name_or_cfg
     elif name_or_cfg:
-        cfg.update(copy.deepcopy(dict(name_or_cfg)))
+        given = dict(name_or_cfg)
+        # A saved (complete) config from before a key existed keeps that release's behaviour.
+        if all(k in given for k in MODEL_DEFAULTS if k not in LEGACY_DEFAULTS):
+            given = {**LEGACY_DEFAULTS, **given}
+        cfg.update(copy.deepcopy(given))
     cfg.update(overrides)
     # Make the stored config say what the model really is.
     if cfg["name"] in ("concat", "attention", "gated"):

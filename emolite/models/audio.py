@@ -17,6 +17,13 @@ gap (EmoDB speaker-dependent 95.3 % for 2-D vs 89.2 % for 1-D), and the whole de
 stays within budget (0.24 G MACs of 0.45 G). So accuracy wins; `audio_kind="1d"` remains for
 when every millisecond counts (whole model ~0.11 G MACs).
 
+Input normalisation ("audio_norm"): "band" (default) standardises each mel band of each
+utterance over time (cepstral mean/variance normalisation), which removes the recording's
+level and channel colouring before the CNN sees it; "batch" is one BatchNorm over the whole
+log-mel (the first release; kept so its checkpoints load unchanged). Measured with
+speaker-independent EmoDB folds (3 folds × 2 test speakers, 20 epochs,
+same seeds): UAR .679 band vs .642 batch vs .621 per-utterance global standardisation.
+
 The log-mel front end is a fixed conv1d DFT (cos/sin rows times a Hann window) followed by a
 1×1 conv mel filterbank: plain Conv ops, so the model exports to ONNX opset 17 as one graph
 without STFT/complex support, and runs the same on any backend.
@@ -37,6 +44,11 @@ HOP = 160          # 10 ms hop -> 100 frames/s
 N_MELS = 64
 FMIN, FMAX = 50.0, 8000.0
 LOG_EPS = 1e-6
+NORM_EPS = 1e-5
+NORMS = ("band", "batch")
+SPEC_MASKS = 2         # SpecAugment (training only): this many frequency and time masks per clip,
+SPEC_MAX_BANDS = 8     # each up to this many mel bands
+SPEC_MAX_TIME = 0.1    # or this fraction of the frames
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -126,14 +138,41 @@ def lflb1d(cin: int, cout: int) -> nn.Sequential:
                          nn.ELU(inplace=True), MaxPool2x(1))
 
 
+class BandNorm(nn.Module):
+    """Per-utterance, per-mel-band mean/variance normalisation over time (B×1×M×T)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1, keepdim=True)
+        std = (x - mean).pow(2).mean(dim=-1, keepdim=True).add(NORM_EPS).sqrt()
+        return (x - mean) / std
+
+
+def spec_augment(x: torch.Tensor) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) without time warping: zero random mel-band and time
+    stripes of each clip of a B×1×M×T normalised log-mel (0 is the per-band mean)."""
+    b, _, m, t = x.shape
+    dev = x.device
+    bands = torch.arange(m, device=dev)[None, None, :, None]
+    frames = torch.arange(t, device=dev)[None, None, None, :]
+    for _ in range(SPEC_MASKS):
+        w = torch.randint(0, SPEC_MAX_BANDS + 1, (b, 1, 1, 1), device=dev)
+        f0 = (torch.rand(b, 1, 1, 1, device=dev) * (m - w + 1)).long()
+        x = x.masked_fill((bands >= f0) & (bands < f0 + w), 0.0)
+        w = torch.randint(0, int(SPEC_MAX_TIME * t) + 1, (b, 1, 1, 1), device=dev)
+        t0 = (torch.rand(b, 1, 1, 1, device=dev) * (t - w + 1)).long()
+        x = x.masked_fill((frames >= t0) & (frames < t0 + w), 0.0)
+    return x
+
+
 class AudioEncoder2D(nn.Module):
     """log-mel -> 4 LFLBs (2-D) -> LSTM -> [last state, mean state] -> out_dim."""
 
     def __init__(self, out_dim: int = 128, n_mels: int = N_MELS, channels: tuple = (16, 32, 48, 64),
-                 hidden: int = 128):
+                 hidden: int = 128, norm: str = "band", specaug: bool = False):
         super().__init__()
+        self.specaug = specaug
         self.logmel = LogMel(n_mels)
-        self.norm = nn.BatchNorm2d(1)
+        self.norm = BandNorm() if norm == "band" else nn.BatchNorm2d(1)
         chans = (1,) + tuple(channels)
         self.cnn = nn.Sequential(*[lflb2d(chans[i], chans[i + 1]) for i in range(len(channels))])
         freq = n_mels // (2 ** len(channels))
@@ -143,6 +182,8 @@ class AudioEncoder2D(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.logmel(wav)[:, None])          # B×1×M×T
+        if self.training and self.specaug:
+            x = spec_augment(x)
         x = self.cnn(x)                                    # B×C×M'×T'
         b, c, m, t = x.shape
         x = x.permute(0, 3, 1, 2).reshape(b, t, c * m)     # B×T'×(C·M')
@@ -169,10 +210,13 @@ class AudioEncoder1D(nn.Module):
 
 
 def build_audio_encoder(kind: str = "2d", out_dim: int = 128, n_mels: int = N_MELS, hidden: int = 128,
-                        channels: tuple | None = None) -> nn.Module:
+                        channels: tuple | None = None, norm: str = "band", specaug: bool = False) -> nn.Module:
+    from ..errors import EmoliteError
+
+    if norm not in NORMS:
+        raise EmoliteError(f"unknown audio_norm '{norm}'; choose {' or '.join(NORMS)}")
     if kind == "2d":
-        return AudioEncoder2D(out_dim, n_mels, tuple(channels or (16, 32, 48, 64)), hidden)
+        return AudioEncoder2D(out_dim, n_mels, tuple(channels or (16, 32, 48, 64)), hidden, norm, specaug)
     if kind == "1d":
         return AudioEncoder1D(out_dim, tuple(channels or (64, 64, 96, 128)), hidden)
-    from ..errors import EmoliteError
     raise EmoliteError(f"unknown audio encoder kind '{kind}'; choose 2d or 1d")

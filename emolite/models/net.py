@@ -68,7 +68,8 @@ class EmoNet(nn.Module):
             self.encoders["context"] = ContextEncoder(int(cfg["context_dim"]), int(cfg["context_width"]))
         if "audio" in self.modalities:
             self.encoders["audio"] = build_audio_encoder(cfg["audio_kind"], int(cfg["audio_dim"]), int(cfg["n_mels"]),
-                                                         int(cfg["audio_hidden"]), tuple(cfg["audio_channels"]))
+                                                         int(cfg["audio_hidden"]), tuple(cfg["audio_channels"]),
+                                                         cfg.get("audio_norm", "batch"), bool(cfg.get("audio_specaug", False)))
         for m in self.modalities:
             if m in VISUAL:
                 self.temporal[m] = nn.GRU(self.encoders[m].out_dim, h, batch_first=True)
