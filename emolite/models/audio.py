@@ -20,9 +20,10 @@ when every millisecond counts (whole model ~0.11 G MACs).
 Input normalisation ("audio_norm"): "band" (default) standardises each mel band of each
 utterance over time (cepstral mean/variance normalisation), which removes the recording's
 level and channel colouring before the CNN sees it; "batch" is one BatchNorm over the whole
-log-mel (the first release; kept so its checkpoints load unchanged). Measured with
-speaker-independent EmoDB folds (3 folds × 2 test speakers, 20 epochs,
-same seeds): UAR .679 band vs .642 batch vs .621 per-utterance global standardisation.
+log-mel (the first release; kept so its checkpoints load unchanged). Chosen by measurement
+(benchmarks/audio_pilot.py, speaker-independent folds, 20 epochs, same seeds): pooled UAR on
+EmoDB .679 band vs .642 batch vs .621 per-utterance global standardisation; on RAVDESS .583
+band vs .552 batch. SpecAugment (`specaug`, off by default) did not help in that pilot.
 
 The log-mel front end is a fixed conv1d DFT (cos/sin rows times a Hann window) followed by a
 1×1 conv mel filterbank: plain Conv ops, so the model exports to ONNX opset 17 as one graph
