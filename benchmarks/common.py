@@ -148,12 +148,16 @@ def train_eval(view: str | Path, overrides: list[str], group: str, name: str, re
     """Train on a view with emolite.train.run (CPU, 1 process) and read back the test predictions.
 
     Returns {"result": train.run's dict, "keys", "y_true", "y_pred", "seconds"}. The run dir is
-    BENCH/runs/<group>/<name>-<hash of the overrides>; a finished one is reused."""
+    BENCH/runs/<group>/<name>-<hash of the overrides and the resolved model config>; a finished
+    one is reused."""
     from emolite import train
     from emolite.config import load_config
 
     out_root = BENCH / "runs" / group
-    run_name = f"{name}-{_tag(overrides)}"
+    # The resolved model config is part of the run's identity: a changed library default
+    # (e.g. a new model option) must not reuse a run trained with the old one.
+    model_cfg = json.dumps(load_config(None, list(overrides))["model"], sort_keys=True)
+    run_name = f"{name}-{_tag(list(overrides) + [model_cfg])}"
     run_dir = out_root / run_name
     base = [f'data.cache_dir="{view}"', f'trainer.out_dir="{out_root}"', f'trainer.name="{run_name}"',
             "trainer.progress_bar=false", "data.num_workers=0", 'trainer.accelerator="cpu"', "trainer.devices=1",
