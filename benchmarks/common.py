@@ -140,6 +140,24 @@ def split_counts(rows: Sequence[dict], split_of: Callable[[dict], str | tuple | 
 
 # ----------------------------------------------------------------------------- training
 
+def add_training_args(ap, epochs: int = 20) -> None:
+    """The options every voice benchmark shares (our model's schedule and protocol)."""
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--patience", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", choices=("last", "best"), default="last",
+                    help="last (default): fixed epochs on every non-test speaker, final weights; "
+                         "best: dev speakers held out, early stopping + best checkpoint on them")
+    ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
+
+
+def dev_split(keep: str) -> str | tuple[str, str]:
+    """The split of dev speakers: held out ("best"), or trained on and only logged ("last")."""
+    return ("train", "dev") if keep == "last" else "dev"
+
+
 def _tag(overrides: Iterable[str]) -> str:
     return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
 

@@ -41,15 +41,7 @@ def our_overrides(args) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--patience", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", choices=("last", "best"), default="last",
-                    help="last (default): fixed epochs on every non-test speaker, final weights; "
-                         "best: dev speaker held out, early stopping + best checkpoint on it")
-    ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
+    C.add_training_args(ap)
     ap.add_argument("--folds", type=str, default="", help="comma-separated fold numbers (default: all 10)")
     ap.add_argument("--no-svm", action="store_true")
     ap.add_argument("--no-ours", action="store_true")
@@ -94,7 +86,7 @@ def main() -> None:
         for i in folds:
             test, dev = speakers[i], speakers[(i + 1) % len(speakers)]
             # keep=last: the dev speaker trains too and is only a monitor (nothing is selected on it).
-            dev_split = ("train", "dev") if args.keep == "last" else "dev"
+            dev_split = C.dev_split(args.keep)
             split_of = lambda r: "test" if r["speaker"] == test else dev_split if r["speaker"] == dev else "train"  # noqa: E731,B023
             view = C.make_view(rows, split_of, C.BENCH / "views" / "emodb" / f"fold{i}")
             our_folds.append(C.train_eval(view, ov, "emodb", f"fold{i}"))

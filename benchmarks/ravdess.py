@@ -55,16 +55,8 @@ def actor_folds(rows: list[dict], k: int = 6, seed: int = 0) -> list[list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the shared data folder (../shared/data)")
-    ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--patience", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch", type=int, default=16)
+    C.add_training_args(ap)
     ap.add_argument("--seconds", type=float, default=3.0, help="audio window of our model (files are 2.9-5.0 s)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", choices=("last", "best"), default="last",
-                    help="last (default): fixed epochs on every non-test actor, final weights; "
-                         "best: dev actor held out, early stopping + best checkpoint on it")
-    ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
     ap.add_argument("--folds", type=str, default="", help="comma-separated fold numbers (default: all 6)")
     ap.add_argument("--no-svm", action="store_true")
     ap.add_argument("--no-ours", action="store_true")
@@ -111,7 +103,7 @@ def main() -> None:
         for i in which:
             test, dev = set(folds_actors[i]), set(folds_actors[(i + 1) % len(folds_actors)])
             # keep=last: the dev actors train too and are only a monitor (nothing is selected on them).
-            dev_split = ("train", "dev") if args.keep == "last" else "dev"
+            dev_split = C.dev_split(args.keep)
             split_of = lambda r: "test" if r["speaker"] in test else dev_split if r["speaker"] in dev else "train"  # noqa: E731,B023
             view = C.make_view(rows, split_of, C.BENCH / "views" / "ravdess" / f"fold{i}")
             our_folds.append(C.train_eval(view, ov, "ravdess", f"fold{i}"))
@@ -154,7 +146,7 @@ def cross_corpus(args, rav_rows: list[dict]) -> dict:
         entry = {}
         if not args.no_ours:
             train_keys = {r["key"] for r in tr}
-            dev_split = ("train", "dev") if args.keep == "last" else "dev"
+            dev_split = C.dev_split(args.keep)
             split_of = lambda r: (dev_split if r["speaker"] in dev else "train") if r["key"] in train_keys else "test"  # noqa: E731,B023
             view = C.make_view(tr + te, split_of, C.BENCH / "views" / "cross" / name)
             run = C.train_eval(view, overrides(args, SHARED, 2.0), "cross", name)
