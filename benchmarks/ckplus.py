@@ -58,8 +58,6 @@ def main() -> None:
         split_of = lambda r: "test" if r["speaker"] in test else "dev" if r["speaker"] in dev else "train"  # noqa: E731
         view = C.make_view(rows, split_of, C.BENCH / "views" / "ckplus" / f"fold{i}")
         runs.append(C.train_eval(view, ov, "ckplus", f"fold{i}"))
-    yt = [v for f in runs for v in f["y_true"]]
-    yp = [v for f in runs for v in f["y_pred"]]
     m = build_model("face", len(CLASSES))
     out = {"benchmark": "ckplus48", "protocol": "10-fold subject-independent (speaker_folds over `subject`, seed 0); "
                                                 "dev = next fold",
@@ -67,9 +65,7 @@ def main() -> None:
            "preprocess": {k: summary[k] for k in ("items", "done", "reused", "failed", "no_face")},
            "model": "emolite face encoder + GRU (T=1) + head", "params": count_params(m),
            "macs_per_image": count_macs(m, example_batch(1, 1, 0.2)), "overrides": ov,
-           "epochs_run": [f["result"].get("epochs") for f in runs], "train_seconds": sum(f["seconds"] for f in runs),
-           **C.fold_summary(runs, CLASSES), "per_class_recall_pooled": C.per_class_recall(yt, yp),
-           "confusion_pooled": {"classes": CLASSES, "matrix": C.confusion(yt, yp, CLASSES)},
+           **C.runs_summary(runs, CLASSES),
            "anchor": {"accuracy": 0.946, "what": "VGG19, 10-fold, per WuJie1010/Facial-Expression-Recognition.Pytorch "
                                                  "(~20 M parameters; its folds are not stated to be by subject)"},
            "environment": C.environment(), "wall_seconds": time.time() - t0}

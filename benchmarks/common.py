@@ -261,6 +261,16 @@ def fold_summary(folds: list[dict], classes: Sequence[str] | None = None) -> dic
     return out
 
 
+def runs_summary(runs: list[dict], classes: Sequence[str]) -> dict:
+    """Summary of our trained folds (`train_eval` results): epochs, time, scores, pooled recall
+    per class and pooled confusion matrix."""
+    yt = [v for f in runs for v in f["y_true"]]
+    yp = [v for f in runs for v in f["y_pred"]]
+    return {"epochs_run": [f["result"].get("epochs") for f in runs], "train_seconds": sum(f["seconds"] for f in runs),
+            **fold_summary(runs, classes), "per_class_recall_pooled": per_class_recall(yt, yp),
+            "confusion_pooled": {"classes": list(classes), "matrix": confusion(yt, yp, classes)}}
+
+
 # ----------------------------------------------------------------------------- openSMILE + SVM
 
 def smile_features(paths: Sequence[str], feature_set: str = "eGeMAPSv02", tag: str = "") -> np.ndarray:
@@ -315,6 +325,21 @@ def svm_fit_predict(X_tr: np.ndarray, y_tr: Sequence[str], groups_tr: Sequence[s
     memo.write_text(json.dumps({"pred": pred, "C": c}))
     return pred, c
 
+
+
+def svm_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, test_masks: Iterable[np.ndarray],
+              classes: Sequence[str]) -> dict:
+    """`svm_fit_predict` on each fold (train = everything outside its test mask): chosen C,
+    time, fold scores and pooled recall per class."""
+    folds, cs = [], []
+    t = time.time()
+    for te in test_masks:
+        pred, c = svm_fit_predict(X[~te], y[~te], groups[~te], X[te])
+        folds.append({"y_true": list(y[te]), "y_pred": pred})
+        cs.append(c)
+    return {"C_chosen": cs, "seconds": time.time() - t, **fold_summary(folds, classes),
+            "per_class_recall_pooled": per_class_recall([v for f in folds for v in f["y_true"]],
+                                                        [v for f in folds for v in f["y_pred"]])}
 
 def zscore(X: np.ndarray) -> np.ndarray:
     """Standardise features on the set itself (per-corpus normalisation for cross-corpus tests)."""

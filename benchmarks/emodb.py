@@ -66,19 +66,10 @@ def main() -> None:
         X = C.smile_features([r["path"] for r in rows], "eGeMAPSv02", "emodb")
         y = np.array([r["label"] for r in rows])
         g = np.array([r["speaker"] for r in rows])
-        svm_folds, cs = [], []
-        t = time.time()
-        for i in folds:
-            te = g == speakers[i]
-            pred, c = C.svm_fit_predict(X[~te], y[~te], g[~te], X[te])
-            svm_folds.append({"y_true": list(y[te]), "y_pred": pred})
-            cs.append(c)
         out["egemaps_svm"] = {"features": "openSMILE eGeMAPSv02 functionals (88)",
                               "classifier": "StandardScaler + SVC(kernel=linear, class_weight=balanced); "
                                             f"C from {list(C.C_GRID)} by speaker-grouped inner 3-fold CV (UAR)",
-                              "C_chosen": cs, "seconds": time.time() - t, **C.fold_summary(svm_folds, CLASSES)}
-        out["egemaps_svm"]["per_class_recall_pooled"] = C.per_class_recall(
-            [v for f in svm_folds for v in f["y_true"]], [v for f in svm_folds for v in f["y_pred"]])
+                              **C.svm_folds(X, y, g, [g == speakers[i] for i in folds], CLASSES)}
 
     if not args.no_ours:
         ov = our_overrides(args)
@@ -90,13 +81,8 @@ def main() -> None:
             split_of = lambda r: "test" if r["speaker"] == test else dev_split if r["speaker"] == dev else "train"  # noqa: E731,B023
             view = C.make_view(rows, split_of, C.BENCH / "views" / "emodb" / f"fold{i}")
             our_folds.append(C.train_eval(view, ov, "emodb", f"fold{i}"))
-        yt = [v for f in our_folds for v in f["y_true"]]
-        yp = [v for f in our_folds for v in f["y_pred"]]
         out["ours"] = {"model": "emolite audio (2-D CNN-LSTM on log-mel, Zhao et al. 2019 style)",
-                       "overrides": ov, "epochs_run": [f["result"].get("epochs") for f in our_folds],
-                       "train_seconds": sum(f["seconds"] for f in our_folds), **C.fold_summary(our_folds, CLASSES),
-                       "per_class_recall_pooled": C.per_class_recall(yt, yp),
-                       "confusion_pooled": {"classes": CLASSES, "matrix": C.confusion(yt, yp, CLASSES)}}
+                       "overrides": ov, **C.runs_summary(our_folds, CLASSES)}
         from emolite.models import build_model, count_macs, count_params, example_batch
         m = build_model("audio", len(CLASSES))
         out["ours"]["params"] = count_params(m)

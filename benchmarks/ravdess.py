@@ -83,19 +83,10 @@ def main() -> None:
 
     if not args.no_svm:
         X = C.smile_features([r["path"] for r in rows], "ComParE_2016", "ravdess")
-        svm_folds, cs = [], []
-        t = time.time()
-        for i in which:
-            te = np.isin(g, folds_actors[i])
-            pred, c = C.svm_fit_predict(X[~te], y[~te], g[~te], X[te])
-            svm_folds.append({"y_true": list(y[te]), "y_pred": pred})
-            cs.append(c)
         out["compare_svm"] = {"features": f"openSMILE ComParE_2016 functionals ({X.shape[1]})",
                               "classifier": "StandardScaler + SVC(kernel=linear, class_weight=balanced); "
                                             f"C from {list(C.C_GRID)} by actor-grouped inner 3-fold CV (UAR)",
-                              "C_chosen": cs, "seconds": time.time() - t, **C.fold_summary(svm_folds, CLASSES)}
-        out["compare_svm"]["per_class_recall_pooled"] = C.per_class_recall(
-            [v for f in svm_folds for v in f["y_true"]], [v for f in svm_folds for v in f["y_pred"]])
+                              **C.svm_folds(X, y, g, [np.isin(g, folds_actors[i]) for i in which], CLASSES)}
 
     if not args.no_ours:
         ov = overrides(args, CLASSES, args.seconds)
@@ -107,13 +98,8 @@ def main() -> None:
             split_of = lambda r: "test" if r["speaker"] in test else dev_split if r["speaker"] in dev else "train"  # noqa: E731,B023
             view = C.make_view(rows, split_of, C.BENCH / "views" / "ravdess" / f"fold{i}")
             our_folds.append(C.train_eval(view, ov, "ravdess", f"fold{i}"))
-        yt = [v for f in our_folds for v in f["y_true"]]
-        yp = [v for f in our_folds for v in f["y_pred"]]
         out["ours"] = {"model": "emolite audio (2-D CNN-LSTM on log-mel)", "overrides": ov,
-                       "epochs_run": [f["result"].get("epochs") for f in our_folds],
-                       "train_seconds": sum(f["seconds"] for f in our_folds), **C.fold_summary(our_folds, CLASSES),
-                       "per_class_recall_pooled": C.per_class_recall(yt, yp),
-                       "confusion_pooled": {"classes": CLASSES, "matrix": C.confusion(yt, yp, CLASSES)}}
+                       **C.runs_summary(our_folds, CLASSES)}
         if "compare_svm" in out:
             o, s = out["ours"]["pooled"], out["compare_svm"]["pooled"]
             out["ours_minus_svm"] = {"uar_pooled": o["uar"] - s["uar"], "accuracy_pooled": o["accuracy"] - s["accuracy"]}
