@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .fsio import atomic_write_bytes, clean_temp, is_temp
+from .faces import CONTEXT_SIZE, FACE_SIZE
+from .media import FPS, SAMPLE_RATE
+
 CACHE_VERSION = 1
-SAMPLE_RATE = 16000
 ENTRIES = "entries"
 INDEX = "index.jsonl"
 CONFIG = "config.json"
@@ -40,18 +41,9 @@ def cache_dir(root: str | Path, cfg: dict) -> Path:
     return d
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def clean_cache_temp(cdir: str | Path) -> int:
+    """Remove temp files a killed run left (a complete `.tmp-*.npz` is not an entry)."""
+    return clean_temp(cdir) + clean_temp(Path(cdir) / ENTRIES)
 
 
 def encode_images(images: np.ndarray, quality: int = 90) -> tuple[np.ndarray, np.ndarray]:
@@ -82,14 +74,15 @@ def decode_images(blob: np.ndarray, offsets: np.ndarray, size: int) -> np.ndarra
 
 
 def entry_path(cdir: str | Path, key: str) -> Path:
+    """Where the entry named `key` lives in a config folder."""
     return Path(cdir) / ENTRIES / f"{key}.npz"
 
 
 def write_entry(cdir: str | Path, key: str, arrays: dict, meta: dict, quality: int = 90) -> Path:
     """Store one clip. arrays: face, context (N×S×S×3 uint8), face_mask (N bool),
     audio (float32 16 kHz), optional boxes (N×4 float32). Atomic."""
-    face = np.asarray(arrays.get("face", np.zeros((0, 112, 112, 3), np.uint8)), np.uint8)
-    context = np.asarray(arrays.get("context", np.zeros((0, 112, 112, 3), np.uint8)), np.uint8)
+    face = np.asarray(arrays.get("face", np.zeros((0, FACE_SIZE, FACE_SIZE, 3), np.uint8)), np.uint8)
+    context = np.asarray(arrays.get("context", np.zeros((0, CONTEXT_SIZE, CONTEXT_SIZE, 3), np.uint8)), np.uint8)
     audio = np.asarray(arrays.get("audio", np.zeros(0, np.float32)), np.float32)
     n = len(context)
     face_mask = np.asarray(arrays.get("face_mask", np.zeros(n, bool)), bool)
@@ -104,8 +97,8 @@ def write_entry(cdir: str | Path, key: str, arrays: dict, meta: dict, quality: i
         face_jpeg=face_blob, face_offsets=face_off, face_mask=face_mask,
         context_jpeg=ctx_blob, context_offsets=ctx_off, boxes=boxes,
         audio=np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16),
-        face_size=np.int32(face.shape[1] if face.ndim == 4 else 112),
-        context_size=np.int32(context.shape[1] if context.ndim == 4 else 112),
+        face_size=np.int32(face.shape[1] if face.ndim == 4 else FACE_SIZE),
+        context_size=np.int32(context.shape[1] if context.ndim == 4 else CONTEXT_SIZE),
         meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
     )
     import io
@@ -132,7 +125,7 @@ def load_entry(file: str | Path) -> dict:
     return {"face": face, "face_mask": mask, "context": context, "audio": audio, "boxes": boxes,
             "has_video": bool(meta.get("has_video", len(context) > 0)),
             "has_audio": bool(meta.get("has_audio", audio.size > 0)),
-            "fps": float(meta.get("fps", 5.0)), "sample_rate": SAMPLE_RATE, "meta": meta}
+            "fps": float(meta.get("fps", FPS)), "sample_rate": SAMPLE_RATE, "meta": meta}
 
 
 def index_row(key: str, file: Path, meta: dict) -> dict:
@@ -140,7 +133,7 @@ def index_row(key: str, file: Path, meta: dict) -> dict:
     return {"key": key, "file": str(Path(file).resolve()), "path": meta.get("path", ""), "label": meta.get("label", ""),
             "speaker": meta.get("speaker", ""), "split": meta.get("split", ""),
             "dataset": meta.get("dataset", ""), "duration": float(meta.get("duration", 0.0)),
-            "n_frames": int(meta.get("n_frames", 0)), "fps": float(meta.get("fps", 5.0)),
+            "n_frames": int(meta.get("n_frames", 0)), "fps": float(meta.get("fps", FPS)),
             "has_video": bool(meta.get("has_video", False)), "has_audio": bool(meta.get("has_audio", False))}
 
 
@@ -149,6 +142,8 @@ def rebuild_index(cdir: str | Path) -> list[dict]:
     cdir = Path(cdir)
     rows = []
     for f in sorted((cdir / ENTRIES).glob("*.npz")):
+        if is_temp(f):  # a write a kill interrupted before its rename: not an entry
+            continue
         try:
             with np.load(f, allow_pickle=False) as z:
                 meta = json.loads(z["meta"].tobytes().decode())

@@ -19,6 +19,7 @@ FACE_SIZE = 112        # px, square face crop fed to the face encoder
 CONTEXT_SIZE = 112     # px, square letterboxed whole frame fed to the context encoder
 MARGIN = 0.25          # crop side = (1 + MARGIN) * longest box side
 DETECT_SIDE = 320      # px, longest side of the frame given to the detector
+DETECTOR = "retinaface"  # default detector (registry name)
 SCORE_THRESHOLD = 0.8
 SMALL_IMAGE = 200      # px: a still image this small with no detection is taken as an already-cropped face
 IOU_LINK = 0.3         # boxes overlapping this much in consecutive frames belong to one track
@@ -107,7 +108,7 @@ def no_detector(**_) -> Detector:
     return lambda frame: []
 
 
-def get_detector(name: str = "retinaface", **opts) -> Detector:
+def get_detector(name: str = DETECTOR, **opts) -> Detector:
     """A detector by name; options a detector has no use for (side, threads) are ignored by it."""
     return lookup(DETECTORS, name, "face detector")(**opts)
 

@@ -21,7 +21,8 @@ from .errors import EmoliteError
 
 SAMPLE_RATE = 16000      # Hz, mono float32 audio everywhere
 FPS = 5.0                # frames sampled per second of video
-MAX_CLIP = 10.0          # s: shorter files are one window ("utterance-level"); longer ones are windowed
+MAX_CLIP = 12.0          # s: files up to this long are one window ("utterance-level", MELD has 12-s ones);
+                         # longer ones are windowed. The one place this is decided (see window_spans).
 WINDOW = 2.0             # s: window length for long files (and for analyze)
 HOP = 1.0                # s: hop between windows
 MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this

@@ -16,39 +16,24 @@ from . import cache, media
 from .data import Item
 from .data.manifest import safe_key
 from .errors import EmoliteError
-from .features import DEFAULTS, window_features
-from .registry import DATASETS, lookup, register_dataset
+from .features import Features, window_features
+from .fsio import atomic_write_bytes
+from .registry import DATASETS, lookup
+from .spec import CACHE_FIELDS, InputSpec
 
 JPEG_QUALITY = 90
-MAX_CLIP = 12.0  # s: longer items are split into media.WINDOW windows, one entry each
 
 
 def preprocess_config(**overrides) -> dict:
-    """The settings that change what is stored; their hash names the cache folder."""
-    cfg = {**DEFAULTS, "jpeg_quality": JPEG_QUALITY, "max_clip": MAX_CLIP}
-    unknown = set(overrides) - set(cfg)
+    """The cache's config: the input record (`InputSpec`) plus storage settings. Its hash names
+    the cache folder; train copies the record from it into the checkpoint."""
+    allowed = set(CACHE_FIELDS) | {"jpeg_quality"}
+    unknown = set(overrides) - allowed
     if unknown:
-        raise EmoliteError(f"unknown preprocessing option(s) {sorted(unknown)}; valid: {sorted(cfg)}")
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    return cfg
-
-
-@register_dataset("files")
-def load_files(root: str | Path, **_) -> tuple[list[Item], list[tuple[str, str]]]:
-    """Every media file under a folder (or one file), unlabelled: for caching your own videos."""
-    root = Path(root)
-    if root.is_file():
-        paths = [root]
-    elif root.is_dir():
-        try:
-            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in media.MEDIA_EXTS)
-        except OSError as e:
-            raise EmoliteError(f"cannot read folder ({e.strerror}); check its permissions", root) from None
-    else:
-        raise EmoliteError("no such file or folder", root)
-    items = [Item(str(p.resolve()), "", key=safe_key(str(p.relative_to(root) if root.is_dir() else p.name)),
-                  dataset="files") for p in paths]
-    return items, []
+        raise EmoliteError(f"unknown preprocessing option(s) {sorted(unknown)}; valid: {sorted(allowed)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    spec = InputSpec.from_dict({k: v for k, v in given.items() if k != "jpeg_quality"})
+    return {**spec.to_dict(), "jpeg_quality": int(given.get("jpeg_quality", JPEG_QUALITY))}
 
 
 _DETECTOR = None
@@ -65,47 +50,55 @@ def _init_worker(cfg: dict, threads: int) -> None:
     _DETECTOR = get_detector(cfg["detector"], side=cfg["detect_side"], threads=threads)
 
 
-def process_item(item: Item, cdir: str, cfg: dict) -> list[tuple[str, str, str]]:
-    """Decode, detect, crop and store one item. Returns (key, status, reason) per entry;
-    status is done | reused | failed. Never raises for a bad file."""
+def _write(cdir: str, key: str, item: Item, w: media.Window, feats: Features, spec: InputSpec, quality: int) -> bool:
+    """Store one window's features as the entry `key`; returns whether it lacks a face it should have."""
+    duration = w.end - w.start if w.end > w.start else feats.audio.size / spec.sample_rate
+    meta = {**item.to_dict(), "key": key, "window_start": w.start, "window_end": w.end,
+            "duration": float(duration), "fps": spec.fps, "has_video": feats.has_video,
+            "has_audio": feats.has_audio, "faces_found": int(feats.face_mask.sum()),
+            "frame_size": list(feats.frame_size)}
+    cache.write_entry(cdir, key, feats.arrays(), meta, quality)
+    return feats.has_video and not feats.face_mask.any()
+
+
+def process_item(item: Item, cdir: str, cfg: dict) -> dict:
+    """Decode, detect, crop and store one item; never raises for a bad file.
+
+    Returns {"key", "status" (done | reused | failed), "reason", "windows" (entries written),
+    "no_face" (of those, entries whose video had no face)}. media decides from what it decodes
+    whether an item is one window or many (never from the container's duration field): one
+    window is stored as `key`, several as `key-w0000`, `key-w0001`, ... plus a `key.windows`
+    marker written last, so a run killed inside a long file redoes that file."""
     key = item.key or safe_key(item.path)
-    # A windowed item is reused only once all its windows are written (the marker comes last):
-    # a run killed half-way through a long file redoes that file.
+    res = {"key": key, "status": "done", "reason": "", "windows": 0, "no_face": 0}
     marker = cache.entry_path(cdir, key).with_suffix(".windows")
     if cache.entry_path(cdir, key).exists() or marker.exists():
-        return [(key, "reused", "")]
+        return {**res, "status": "reused"}
+    spec = InputSpec.from_dict(cfg)
+    quality = int(cfg.get("jpeg_quality", JPEG_QUALITY))
     try:
-        short = _short(item, cfg)
-        wins = media.iter_windows(item.path, fps=cfg["fps"], start=item.start, end=item.end,
-                                  window=None if short else media.WINDOW, hop=None if short else media.WINDOW)
-        out = []
-        for i, w in enumerate(wins):
-            feats = window_features(w, _DETECTOR, cfg["face_size"], cfg["context_size"], cfg["margin"], cfg["align"])
-            duration = w.end - w.start if w.end > w.start else feats.audio.size / media.SAMPLE_RATE
-            meta = {**item.to_dict(), "key": key, "window_start": w.start, "window_end": w.end,
-                    "duration": float(duration), "fps": cfg["fps"], "has_video": feats.has_video,
-                    "has_audio": feats.has_audio, "faces_found": int(feats.face_mask.sum()),
-                    "frame_size": list(feats.frame_size)}
-            k = key if short else f"{key}-w{i:04d}"
-            cache.write_entry(cdir, k, feats.arrays(), meta, cfg["jpeg_quality"])
-            out.append((k, "done", "" if feats.face_mask.any() or not feats.has_video else "no face found"))
-        if not short:
-            cache.atomic_write_bytes(marker, str(len(out)).encode())
-        return out
+        wins = media.iter_windows(item.path, fps=spec.fps, start=item.start, end=item.end,
+                                  window=None, hop=spec.window_seconds)
+        held = None   # one window held back: its key depends on whether another follows
+        for w in wins:
+            feats = window_features(w, _DETECTOR, spec.face_size, spec.context_size, spec.margin, spec.align)
+            if held is not None:
+                res["no_face"] += _write(cdir, f"{key}-w{res['windows']:04d}", item, *held, spec, quality)
+                res["windows"] += 1
+            held = (w, feats)
+        if held is not None:
+            k = key if res["windows"] == 0 else f"{key}-w{res['windows']:04d}"
+            res["no_face"] += _write(cdir, k, item, *held, spec, quality)
+            res["windows"] += 1
+        if res["windows"] > 1:
+            atomic_write_bytes(marker, str(res["windows"]).encode())
+        if res["no_face"]:
+            res["reason"] = "no face found"
+        return res
     except EmoliteError as e:
-        return [(key, "failed", str(e))]
+        return {**res, "status": "failed", "reason": str(e)}
     except Exception as e:  # an unforeseen decoder/codec problem in one file must not stop the batch
-        return [(key, "failed", f"{item.path}: unexpected {type(e).__name__}: {e}")]
-
-
-def _short(item: Item, cfg: dict) -> bool:
-    """Whether an item is stored whole (utterance-level) rather than windowed."""
-    if item.start is not None and item.end is not None:
-        return item.end - item.start <= cfg["max_clip"]
-    try:
-        return media.probe(item.path).get("duration", 0.0) <= cfg["max_clip"]
-    except EmoliteError:
-        return True  # let process_item report the problem
+        return {**res, "status": "failed", "reason": f"{item.path}: unexpected {type(e).__name__}: {e}"}
 
 
 def _run_one(args):
@@ -125,9 +118,11 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
     if not items and not problems:
         raise EmoliteError(f"no {dataset} items found; check the folder layout (see README)", root)
     cdir = cache.cache_dir(out, cfg)
+    cache.clean_cache_temp(cdir)   # temp files a killed run left; no writer is active yet
     workers = max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
     t0 = time.time()
-    counts = {"done": 0, "reused": 0, "failed": 0, "skipped": len(problems), "no_face": 0}
+    # Items and windows are counted apart: one long item is many windows (entries).
+    counts = {"done": 0, "reused": 0, "failed": 0, "skipped": len(problems), "no_face": 0, "windows": 0}
     failures = [{"path": p, "status": "skipped", "reason": r} for p, r in problems]
     jobs = [(it, str(cdir), cfg) for it in items]
     bar = tqdm(total=len(jobs), desc=f"preprocess {dataset}", unit="clip", disable=not progress, dynamic_ncols=True)
@@ -142,13 +137,12 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
         results = pool.imap_unordered(_run_one, jobs, chunksize=1)
     try:
         for res in results:
-            for key, status, reason in res:
-                counts[status] += 1
-                if status == "failed":
-                    failures.append({"path": key, "status": "failed", "reason": reason})
-                    bar.write(f"failed: {reason}")
-                elif reason == "no face found":
-                    counts["no_face"] += 1
+            counts[res["status"]] += 1
+            counts["windows"] += res["windows"]
+            counts["no_face"] += res["no_face"] > 0
+            if res["status"] == "failed":
+                failures.append({"path": res["key"], "status": "failed", "reason": res["reason"]})
+                bar.write(f"failed: {res['reason']}")
             bar.update(1)
     finally:
         bar.close()
@@ -165,7 +159,7 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
                **counts, "entries": len(rows), "seconds_of_media": round(seconds, 2),
                "cache_bytes": size, "kb_per_second": round(size / 1024 / seconds, 2) if seconds else None,
                "wall_seconds": round(time.time() - t0, 2), "problems": failures}
-    cache.atomic_write_bytes(Path(cdir) / "summary.json", json.dumps(summary, indent=1).encode())
+    atomic_write_bytes(Path(cdir) / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
 
 
@@ -173,8 +167,8 @@ def format_summary(s: dict) -> str:
     """The end-of-run report a user reads: counts, then each skipped/failed file with its reason."""
     lines = [f"cache: {s['cache']}",
              f"items {s['items']}: done {s['done']}, reused {s['reused']}, failed {s['failed']}, "
-             f"skipped {s['skipped']} (no face in {s['no_face']} clips)",
-             f"entries {s['entries']}, {s['seconds_of_media']} s of media, {s['cache_bytes'] / 1e6:.2f} MB "
+             f"skipped {s['skipped']} (no face in {s['no_face']} of them)",
+             f"windows written {s['windows']}; entries in the cache {s['entries']}, {s['seconds_of_media']} s of media, {s['cache_bytes'] / 1e6:.2f} MB "
              f"({s['kb_per_second']} KB per second), {s['wall_seconds']} s"]
     for p in s["problems"][:20]:
         lines.append(f"  {p['status']}: {p['reason'] if p['status'] == 'failed' else p['path'] + ': ' + p['reason']}")

@@ -50,15 +50,17 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     class Boom(Exception):
         pass
 
-    real = cache.os.replace
+    from emolite import fsio
+
+    real = fsio.os.replace
 
     def fail(*a):
         raise Boom()
 
-    monkeypatch.setattr(cache.os, "replace", fail)
+    monkeypatch.setattr(fsio.os, "replace", fail)
     with pytest.raises(Boom):
         cache.write_entry(d, "k", _arrays(), {})
-    monkeypatch.setattr(cache.os, "replace", real)
+    monkeypatch.setattr(fsio.os, "replace", real)
     assert list((d / "entries").iterdir()) == []
 
 

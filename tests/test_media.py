@@ -35,9 +35,9 @@ def test_window_spans_cover_the_file():
 
 
 def test_long_file_streams_in_windows(media_dir):
-    p = make_clip(media_dir / "long.mp4", seconds=12.0, width=160, height=120)
-    ws = list(media.iter_windows(p))
-    assert len(ws) == 11 and all(w.end - w.start == pytest.approx(2.0) for w in ws)
+    p = make_clip(media_dir / "long.mp4", seconds=14.0, width=160, height=120)
+    ws = list(media.iter_windows(p))  # longer than media.MAX_CLIP: 2-s windows, 1-s hop
+    assert len(ws) == 13 and all(w.end - w.start == pytest.approx(2.0) for w in ws)
     for w in ws:
         assert len(w.frames) == 10 and abs(w.audio.size - 32000) <= 400
         assert w.times[0] >= w.start - 1e-6 and w.times[-1] < w.end

@@ -52,12 +52,76 @@ def test_long_file_is_stored_as_windows(tmp_path):
     s = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False)
     rows = cache.read_index(s["cache"])
     assert len(rows) == 7 and all(abs(r["duration"] - 2.0) < 1e-6 for r in rows)
+    assert (s["items"], s["done"], s["windows"], s["entries"]) == (1, 1, 7, 7)  # items and windows apart
     # a run killed after some windows of a long file: the file is redone, not taken as finished
     (Path(s["cache"]) / "entries" / "talk.mp4.windows").unlink()
     for f in sorted((Path(s["cache"]) / "entries").glob("*-w000[3-6].npz")):
         f.unlink()
     s2 = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False)
-    assert (s2["reused"], s2["done"]) == (0, 7) and len(cache.read_index(s2["cache"])) == 7
+    assert (s2["reused"], s2["done"], s2["windows"]) == (0, 1, 7) and len(cache.read_index(s2["cache"])) == 7
+
+
+def _audio_seconds(cdir) -> float:
+    return sum(cache.load_entry(r["file"])["audio"].size for r in cache.read_index(cdir)) / 16000
+
+
+def test_clip_between_10_and_12_seconds_keeps_all_of_it(tmp_path):
+    """An 11-s item once kept only its last 2 s: its windows were written under one key."""
+    p = make_clip(tmp_path / "eleven.wav", seconds=11.0)
+    s = preprocess.run("files", p, tmp_path / "c", workers=1, progress=False, detector="none")
+    assert s["done"] == 1 and s["failed"] == 0
+    assert abs(_audio_seconds(s["cache"]) - 11.0) < 0.1
+    assert abs(sum(r["duration"] for r in cache.read_index(s["cache"])) - 11.0) < 0.1
+
+
+def _without_duration(src: Path, out: Path) -> Path:
+    """Remux to Matroska through a non-seekable writer, as a live recorder does: no duration field."""
+    import io
+
+    import av
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, f):
+            self.f = f
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            return self.f.write(b)
+
+    with open(out, "wb") as raw, av.open(str(src)) as inp, av.open(Pipe(raw), "w", format="matroska") as dst:
+        streams = {s.index: dst.add_stream_from_template(s) for s in inp.streams}
+        for pkt in inp.demux():
+            if pkt.dts is not None:
+                pkt.stream = streams[pkt.stream.index]
+                dst.mux(pkt)
+    return out
+
+
+def test_stream_without_duration_keeps_every_window(tmp_path):
+    from emolite import media
+
+    src = make_clip(tmp_path / "src.mkv", seconds=14.0, width=64, height=48, fps=10)
+    live = _without_duration(src, tmp_path / "live.mkv")
+    assert media.probe(live)["duration"] == 0  # the container says nothing about its length
+    s = preprocess.run("files", live, tmp_path / "c", workers=1, progress=False, detector="none")
+    rows = cache.read_index(s["cache"])
+    n = len(list(media.iter_windows(src, window=None, hop=media.WINDOW, use_video=False)))
+    assert n >= 7 and len(rows) == n == s["windows"]
+    assert len({r["key"] for r in rows}) == n
+    assert _audio_seconds(s["cache"]) > 13.5
+
+
+def test_stray_temp_file_is_ignored_and_cleaned(tmp_path, audio_only):
+    s = preprocess.run("files", audio_only, tmp_path / "c", workers=1, progress=False, detector="none")
+    entries = Path(s["cache"]) / "entries"
+    real = next(entries.glob("*.npz"))
+    stray = entries / ".tmp-abc123.npz"   # a complete entry a kill left between write and rename
+    shutil.copy(real, stray)
+    assert [r["key"] for r in cache.rebuild_index(s["cache"])] == [real.stem]
+    s2 = preprocess.run("files", audio_only, tmp_path / "c", workers=1, progress=False, detector="none")
+    assert s2["reused"] == 1 and s2["entries"] == 1 and not stray.exists()
 
 
 def test_bad_option_and_empty_folder(tmp_path):

@@ -1,4 +1,5 @@
-"""Generic datasets: a CSV manifest (`manifest`) and one folder per class (`folder`).
+"""Generic datasets: a CSV manifest (`manifest`), one folder per class (`folder`) and every
+media file under a folder, unlabelled (`files`).
 
 Also holds the helpers every loader shares (root checks, CSV reading, media checks,
 keys), so MELD, CREMA-D and RAVDESS report errors and skipped rows the same way.
@@ -19,13 +20,9 @@ from pathlib import Path
 from . import Item
 from ..errors import EmoliteError
 from ..labels import canonical
+from ..media import MEDIA_EXTS
 from ..registry import register_dataset
 from .splits import assign_splits
-
-VIDEO_EXTS: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov")
-AUDIO_EXTS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
-IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
-MEDIA_EXTS: tuple[str, ...] = VIDEO_EXTS + AUDIO_EXTS + IMAGE_EXTS
 
 # Split spellings seen in manifests and folder layouts -> train/dev/test.
 SPLIT_ALIASES: dict[str, str] = {
@@ -373,9 +370,27 @@ def load_folder(root: str | os.PathLike, splits: str | Iterable[str] | None = No
             items.append(Item(path=str(path), label=label, split=split, dataset="folder",
                               key=safe_key("folder", name, rel)))
     if not items and not problems:
-        raise EmoliteError(f"no media files ({' '.join(MEDIA_EXTS)}) in the class folders; "
+        raise EmoliteError(f"no media files ({' '.join(sorted(MEDIA_EXTS))}) in the class folders; "
                            "lay files out as <root>/<emotion>/<file>", folder)
     items = unique_keys(items, problems)
     if fractions is not None or folds is not None:
         items = assign_splits(items, seed, fractions, folds, fold, {it.key: it.label for it in items})
     return keep_splits(items, want), problems
+
+
+@register_dataset("files")
+def load_files(root: str | os.PathLike, **_) -> tuple[list[Item], Problems]:
+    """Every media file under a folder (or one file), unlabelled: for caching your own videos."""
+    root = Path(root)
+    if root.is_file():
+        paths = [root]
+    elif root.is_dir():
+        try:
+            paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in MEDIA_EXTS)
+        except OSError as e:
+            raise EmoliteError(f"cannot read folder ({e.strerror}); check its permissions", root) from None
+    else:
+        raise EmoliteError("no such file or folder", root)
+    items = [Item(str(p.resolve()), "", key=safe_key(str(p.relative_to(root) if root.is_dir() else p.name)),
+                  dataset="files") for p in paths]
+    return items, []
