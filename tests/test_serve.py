@@ -17,6 +17,7 @@ from starlette.websockets import WebSocketDisconnect
 from emolite import demo
 from emolite.inference import load_model
 from emolite.serve import app as S
+from emolite.serve import protocol as P
 from emolite.serve import create_app
 
 
@@ -37,11 +38,11 @@ def jpeg(t: float = 0.0, w: int = 320, h: int = 240, face: bool = True) -> bytes
 
 def frame_msg(i: int, image: bytes | None = None, t: float | None = None) -> bytes:
     t = time.perf_counter() * 1000 if t is None else t
-    return bytes([S.T_FRAME]) + struct.pack("<Id", i, t) + (jpeg(i / 5) if image is None else image)
+    return bytes([P.T_FRAME]) + struct.pack("<Id", i, t) + (jpeg(i / 5) if image is None else image)
 
 
 def pcm_msg(seconds: float = 0.25) -> bytes:
-    return bytes([S.T_PCM16]) + (demo.voice(seconds) * 32767).astype("<i2").tobytes()
+    return bytes([P.T_PCM16]) + (demo.voice(seconds) * 32767).astype("<i2").tobytes()
 
 
 def hello(ws) -> dict:
@@ -74,7 +75,7 @@ def next_of(ws, kind: str) -> dict:
 def test_health_page_and_nothing_external(client):
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["classes"][0] == "anger" and h["sessions"] == 0
-    assert h["limits"]["max_message"] == S.MAX_MESSAGE
+    assert h["limits"]["max_message"] == P.MAX_MESSAGE
     r = client.get("/")
     assert r.status_code == 200 and "app.js" in r.text
     assert "default-src 'self'" in r.headers["content-security-policy"]
@@ -187,7 +188,7 @@ HOSTILE = {
     "JSON not an object": ("[1, 2]", "must be an object"),
     "unknown JSON type": ('{"type": "launch"}', "unknown message type"),
     "bad predict": ('{"type": "predict", "id": "x"}', "integer"),
-    "huge payload": (b"\x01" + bytes(S.MAX_MESSAGE), "over the limit"),
+    "huge payload": (b"\x01" + bytes(P.MAX_MESSAGE), "over the limit"),
     "garbage frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + GARBAGE, "not a JPEG or PNG"),
     "text as a frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + b"this is not an image, honest", "not a JPEG or PNG"),
     "short frame": (b"\x01abc", "too short"),
@@ -197,7 +198,7 @@ HOSTILE = {
     "odd int16 PCM": (b"\x02\x00\x01\x02", "whole number of int16"),
     "ragged float32 PCM": (b"\x03" + bytes(6), "whole number of float32"),
     "NaN float32 PCM": (b"\x03" + np.array([0.1, np.nan], "<f4").tobytes(), "NaN"),
-    "too long PCM": (b"\x02" + bytes(2 * (S.MAX_AUDIO_CHUNK + 1)), "too long"),
+    "too long PCM": (b"\x02" + bytes(2 * (P.MAX_AUDIO_CHUNK + 1)), "too long"),
     "predict with nothing yet": ('{"type": "predict", "id": 3, "t": 1}', "nothing to predict"),
 }
 

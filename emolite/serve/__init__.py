@@ -1,4 +1,4 @@
-"""Live emotion recognition in the browser: `emolite serve` (see emolite/serve/app.py for the protocol)."""
+"""Live emotion recognition in the browser: `emolite serve` (protocol: emolite/serve/protocol.py)."""
 
 from .app import Limits, create_app, serve
 

@@ -1,6 +1,6 @@
 // emolite live page: webcam frames + microphone audio over one WebSocket, predictions back.
 // Plain JS, no build step, nothing loaded from elsewhere. The wire protocol is documented in
-// emolite/serve/app.py: 0x01 + u32 frame_id + f64 time + JPEG; 0x02 + int16 PCM at 16 kHz.
+// emolite/serve/protocol.py: 0x01 + u32 frame_id + f64 time + JPEG; 0x02 + int16 PCM at 16 kHz.
 'use strict';
 
 const FRAME_WIDTH = 320;      // px: frames are downscaled before sending

@@ -1,0 +1,301 @@
+"""serve's protocol and session without a socket or a model: message parsing and limits, the
+newest-frame slot and its drop count, the frame and audio windows, the model cadence, face
+following, and the settings read from the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+
+from emolite import demo
+from emolite.errors import EmoliteError
+from emolite.faces import Face
+from emolite.serve import protocol as P
+from emolite.serve import session as S
+from emolite.serve.follow import FaceFollower, follow_faces
+
+SR = P.SAMPLE_RATE
+SETTINGS = S.LiveSettings(window=2.0, fps=5.0, sample_rate=SR, face_size=48, context_size=32, margin=0.25,
+                          align=False, frames=8, seconds=4.0, modalities=("face", "context", "audio"))
+BOX = np.array([100, 60, 200, 180], np.float32)
+
+
+def jpeg(w: int = 320, h: int = 240, t: float = 0.0) -> bytes:
+    return cv2.imencode(".jpg", demo.frame_at(t, w, h)[..., ::-1])[1].tobytes()
+
+
+def frame_msg(i: int, image: bytes, t: float = 0.0) -> bytes:
+    return bytes([P.T_FRAME]) + struct.pack("<Id", i, t) + image
+
+
+def fixed_detector(box=BOX):
+    calls = []
+
+    def detect(frame):
+        calls.append(frame.shape)
+        return [Face(np.asarray(box, np.float32).copy(), 0.99)]
+    detect.calls = calls
+    return detect
+
+
+def session(detector=None, settings=SETTINGS, **kw) -> S.Session:
+    return S.Session("test", detector or fixed_detector(), settings, now=0.0, **kw)
+
+
+def job(i: int, image: bytes | None, received: float, size=(320, 240)) -> S.Job:
+    return S.Job(i, 1000.0 + i, image, size if image is not None else (0, 0), received)
+
+
+# ---------------------------------------------------------------- protocol
+
+
+def test_image_size_reads_headers_without_decoding():
+    assert P.image_size(jpeg(320, 240)) == (320, 240)
+    assert P.image_size(cv2.imencode(".png", np.zeros((7, 9, 3), np.uint8))[1].tobytes()) == (9, 7)
+    assert P.image_size(b"not an image at all") is None
+    bomb = b"\xff\xd8\xff\xc0" + struct.pack(">HBHH", 17, 8, 20000, 30000) + bytes(64)
+    assert P.image_size(bomb) == (30000, 20000)
+    with pytest.raises(P.BadInput, match="over the limit"):
+        P.check_image(bomb, P.MAX_FRAME_PIXELS)
+
+
+def test_parse_binary_frame_and_audio():
+    img = jpeg()
+    m = P.parse_binary(frame_msg(7, img, 12.5), P.Limits())
+    assert m == P.FrameMsg(7, 12.5, img, (320, 240))
+    a = P.parse_binary(bytes([P.T_PCM16]) + np.array([16384, -32768], "<i2").tobytes(), P.Limits())
+    assert isinstance(a, P.AudioMsg) and a.samples.dtype == np.float32 and a.samples.tolist() == [0.5, -1.0]
+    f = P.parse_binary(bytes([P.T_PCM32]) + np.array([2.0, -0.25], "<f4").tobytes(), P.Limits())
+    assert f.samples.tolist() == [1.0, -0.25]  # clipped to [-1, 1]
+
+
+@pytest.mark.parametrize("data, expect", [
+    (b"", "empty binary"),
+    (b"\x7f", "unknown message type 0x7f"),
+    (b"\x01abc", "too short"),
+    (b"\x01" + struct.pack("<Id", 1, float("inf")) + bytes(20), "finite"),
+    (b"\x02\x00", "whole number of int16"),
+    (b"\x02", "empty audio"),
+    (b"\x03" + np.array([np.nan], "<f4").tobytes(), "NaN"),
+])
+def test_parse_binary_refuses(data, expect):
+    with pytest.raises(P.BadInput, match=expect):
+        P.parse_binary(data, P.Limits())
+
+
+def test_audio_chunk_limit_is_a_limit():
+    chunk = bytes([P.T_PCM16]) + bytes(2 * 101)
+    assert P.parse_binary(chunk, P.Limits(max_audio_chunk=101)).samples.size == 101
+    with pytest.raises(P.BadInput, match="too long: 101 samples, at most 100"):
+        P.parse_binary(chunk, P.Limits(max_audio_chunk=100))
+
+
+def test_parse_text():
+    assert P.parse_text('{"type": "ping", "t": [1]}') == P.Ping([1])
+    assert P.parse_text('{"type": "predict", "id": 4, "t": 2}') == P.PredictMsg(4, 2.0)
+    assert P.parse_text('{"type": "predict"}') == P.PredictMsg(0, 0.0)
+    for text, expect in [("{oops", "not valid JSON"), ("[1]", "must be an object"), ("[" * 100000, "JSON"),
+                         ('{"type": "launch"}', "unknown message type 'launch'"),
+                         ('{"type": "predict", "id": 1.5}', "integer"), ('{"type": "predict", "t": NaN}', "number")]:
+        with pytest.raises(P.BadInput, match=expect):
+            P.parse_text(text)
+
+
+def test_size_limit_comes_before_parsing():
+    limits = P.Limits(max_message=100)
+    with pytest.raises(P.BadInput, match="message of 101 bytes is over the limit of 100"):
+        P.parse_message({"text": "x" * 101}, limits)
+    with pytest.raises(P.BadInput, match="over the limit"):
+        P.parse_message({"bytes": b"\x09" * 101}, limits)
+    assert P.parse_message({"text": '{"type": "ping"}'}, limits) == P.Ping(None)
+
+
+def test_decode_refuses_a_truncated_image():
+    img = jpeg()
+    assert P.decode_image(img, (320, 240)).shape == (240, 320, 3)
+    with pytest.raises(P.BadInput, match="could not be decoded"):
+        P.decode_image(img[: len(img) // 3], (320, 240))
+
+
+def test_server_messages():
+    h = P.hello("abc", ["a", "b"], ["audio"], 2.0, P.Limits(max_fps=3))
+    assert h["type"] == "hello" and h["limits"]["max_fps"] == 3 and h["limits"]["sample_rate"] == SR
+    json.dumps(h)
+    assert P.label_fields(None) == {"label": None, "confidence": None, "probs": None, "label_frame_id": None}
+    assert P.error("no", frame_id=3) == {"type": "error", "message": "no", "frame_id": 3}
+    assert P.ms(0.01234) == 12.3
+
+
+# ---------------------------------------------------------------- settings from the model
+
+
+def test_live_settings_come_from_the_model():
+    from emolite.spec import InputSpec
+
+    spec = InputSpec(face_size=64, context_size=96, margin=0.4, align=True, fps=4.0, window_seconds=3.0)
+    model = SimpleNamespace(preprocessing=spec, frames=6, seconds=3.0, modalities=["face", "audio"])
+    s = S.live_settings(model)
+    assert (s.face_size, s.context_size, s.margin, s.align, s.fps, s.window) == (64, 96, 0.4, True, 4.0, 3.0)
+    assert (s.frames, s.seconds, s.sample_rate, s.window_samples) == (6, 3.0, SR, 3 * SR)
+    assert s.use_video and s.use_audio
+    model.preprocessing = spec.replace(sample_rate=8000)
+    with pytest.raises(EmoliteError, match="8000 Hz"):
+        S.live_settings(model)
+
+
+# ---------------------------------------------------------------- the newest-frame slot, rate, cadence
+
+
+def test_newest_frame_only_and_drops_counted():
+    s = session()
+    assert s.take(0.0) is None
+    for i in range(4):
+        s.offer(job(i, b"x", i * 0.01))
+    assert s.stats["dropped"] == 3
+    j = s.take(1.0)
+    assert j.frame_id == 3 and s.last_start == 1.0 and s.take(1.0) is None
+    assert s.offer(job(5, b"x", 1.1)) is False and s.stats["dropped"] == 3
+
+
+def test_frames_start_at_most_max_fps():
+    s = session(max_fps=10.0)
+    s.offer(job(0, b"x", 5.0))
+    s.take(5.0)
+    assert s.start_in(5.04) == pytest.approx(0.06) and s.start_in(5.2) < 0
+
+
+def test_message_rate_bucket():
+    s = session(max_message_rate=5.0)
+    for _ in range(5):
+        s.check_rate(0.0)
+    with pytest.raises(P.BadInput, match="at most 5 per second"):
+        s.check_rate(0.0)
+    s.check_rate(0.25)        # 1.25 tokens back
+    with pytest.raises(P.BadInput):
+        s.check_rate(0.25)
+
+
+def test_model_runs_on_every_kth_frame_when_there_is_room():
+    s = session(model_every=3)
+    due = [s.model_due(False, False, 0, 2) for _ in range(7)]
+    assert due == [True, False, False, True, False, False, True]   # the first frame runs it
+    assert not s.model_due(False, True, 0, 2) and not s.model_due(False, True, 0, 2)  # its last run is busy
+    assert s.model_due(False, False, 0, 2)
+    assert s.model_due(True, False, 0, 2)                            # audio-only requests always get one
+    # a full model pool: labels come less often, but a client waiting MODEL_MAX_WAIT frames gets its run
+    waits = [s.model_due(False, False, 2, 2) for _ in range(S.MODEL_MAX_WAIT)]
+    assert waits == [False] * (S.MODEL_MAX_WAIT - 1) + [True]
+    assert S.model_capacity(2) == 2 * (1 + S.MODEL_QUEUE)
+
+
+# ---------------------------------------------------------------- windows
+
+
+def test_audio_window_is_recent_and_bounded():
+    s = session()
+    chunk = np.full(SR // 4, 0.1, np.float32)
+    for i in range(40):                      # 10 s of audio in 0.25-s chunks
+        s.add_audio(chunk * (i + 1) / 40, i * 0.25)
+    assert s.stats["audio_chunks"] == 40
+    assert s.audio_samples <= 2 * SETTINGS.window_samples + chunk.size
+    w = s.audio_window(39 * 0.25)
+    assert w.size == SETTINGS.window_samples and w[-1] == pytest.approx(0.1)
+    assert s.audio_window(39 * 0.25 + SETTINGS.window + S.AUDIO_GRACE + 0.01).size == 0  # a muted mic drops out
+
+
+def test_frame_window_follows_arrival_time_and_resets_on_a_new_size():
+    s = session(max_fps=10.0)
+    assert s.frames.maxlen == 20
+    frame = np.zeros((24, 32, 3), np.uint8)
+    for i in range(30):                       # 10 frames per second for 3 s
+        s.add_frame(frame, i * 0.1)
+    arrivals = [a for a, _, _ in s.frames]
+    assert arrivals[-1] - arrivals[0] <= SETTINGS.window and len(s.frames) == 20
+    assert s.frame_rate() == pytest.approx(10.0)
+    s.memo[1.0], s.prev_box = ([], None), BOX
+    s.add_frame(np.zeros((48, 64, 3), np.uint8), 3.0)   # the client changed resolution
+    assert len(s.frames) == 1 and not s.memo and s.prev_box is None and s.frame_rate() == SETTINGS.fps
+
+
+def test_nothing_to_predict_and_audio_only_windows():
+    s = session()
+    with pytest.raises(P.BadInput, match="nothing to predict"):
+        s.window(False, np.zeros(0, np.float32))
+    s.add_frame(np.zeros((24, 32, 3), np.uint8), 0.0)
+    w = s.window(False, np.ones(100, np.float32))    # a predict request: the audio alone
+    assert not w.has_video and w.has_audio
+    w = s.window(True, np.zeros(0, np.float32))
+    assert w.has_video and not w.has_audio and w.times.tolist() == [1 / SETTINGS.fps]
+    video_only = dataclasses.replace(SETTINGS, modalities=("face",))   # audio is ignored
+    with pytest.raises(P.BadInput, match="nothing to predict"):
+        session(settings=video_only).window(False, np.ones(10, np.float32))
+
+
+# ---------------------------------------------------------------- a frame end to end (no model)
+
+
+def test_process_answers_with_the_box_in_client_pixels():
+    det = fixed_detector()
+    s = session(det)
+    out, feats, fps = s.process(job(0, jpeg(1280, 720), 0.0, (1280, 720)), np.zeros(0, np.float32))
+    assert out["type"] == "prediction" and out["frame_id"] == 0 and out["t"] == 1000.0
+    assert out["frame_size"] == [1280, 720] and det.calls == [(360, 640, 3)]  # downscaled to max_side
+    assert out["face_box"] == [200.0, 120.0, 400.0, 360.0]                      # back in the client's pixels
+    assert out["label"] is None and out["label_frame_id"] is None and out["dropped"] == 0
+    assert set(out["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms"} and not out["has_audio"]
+    assert feats.face.shape == (1, 48, 48, 3) and feats.context.shape == (1, 32, 32, 3)  # the model's sizes
+    assert feats.face_mask.all() and fps == SETTINGS.fps
+    s.set_label(SimpleNamespace(label="joy", confidence=0.61234, probs={"joy": 0.61234, "sad": 0.38766}), 0, 12.34)
+    out, _, _ = s.process(job(1, None, 0.2), np.ones(SR, np.float32) * 0.1)
+    assert out["face_box"] is None and out["frame_size"] is None and out["has_audio"]
+    assert (out["label"], out["confidence"], out["label_frame_id"], out["timings"]["model_ms"]) == ("joy", 0.6123, 0, 12.3)
+    assert s.stats["labels"] == 1
+
+
+def test_memo_holds_only_the_window():
+    s = session(detect_every=1)
+    for i in range(25):
+        s.process(job(i, jpeg(160, 120, i / 5), i * 0.2, (160, 120)), np.zeros(0, np.float32))
+    keys = sorted(s.memo)
+    assert len(keys) == len(s.frames) and keys == [S.memo_key(q / SETTINGS.fps) for _, q, _ in s.frames]
+
+
+def test_box_jumps_with_the_face():
+    """A jump breaks the track: the newest frame's own face is shown, not the older track's end."""
+    boxes = [BOX] * 6 + [BOX + 150]
+
+    calls: list = []
+
+    def detect(frame):
+        calls.append(1)
+        return [Face(boxes[min(len(calls), len(boxes)) - 1].copy(), 0.9)]
+    s = session(detect, detect_every=1)
+    for i in range(len(boxes)):
+        out, feats, _ = s.process(job(i, jpeg(480, 360, i / 5), i * 0.2, (480, 360)), np.zeros(0, np.float32))
+    assert not feats.face_mask[-1]
+    assert out["face_box"] == [float(v) for v in boxes[-1]]
+
+
+def test_detector_runs_every_kth_frame_and_boxes_follow_between():
+    det = fixed_detector()
+    s = session(det, detect_every=3)
+    for i in range(6):
+        s.process(job(i, jpeg(320, 240, 0.0), i * 0.2), np.zeros(0, np.float32))
+    assert len(det.calls) == 3 and s.detect.calls == 6   # calls 1, 3 and 6 detect; the others follow
+
+
+def test_follow_faces_moves_a_box_with_the_image():
+    a = demo.frame_at(0.0, 320, 240)
+    b = np.roll(a, (3, 5), (0, 1))       # 5 px right, 3 px down
+    moved = follow_faces(a, b, [Face(BOX.copy(), 0.9, np.zeros((5, 2), np.float32))])
+    assert np.allclose(moved[0].box, BOX + [5, 3, 5, 3]) and np.allclose(moved[0].landmarks, [5, 3])
+    assert follow_faces(a, np.zeros_like(a), [Face(BOX.copy(), 0.9)]) is None   # a poor match: detect again
+    f = FaceFollower(fixed_detector(), every=5)
+    f(a), f(b), f(np.zeros((10, 10, 3), np.uint8))   # a new frame size always detects
+    assert f.detector_calls == 2
