@@ -34,5 +34,5 @@ def load_dataset(name: str, root, **opts) -> tuple[list[Item], list[tuple[str, s
     return lookup(DATASETS, name, "dataset")(root, **opts)
 
 
-# Importing the loader modules registers them (meld, cremad, ravdess, manifest, folder).
-from . import splits, manifest, meld, cremad, ravdess  # noqa: E402,F401
+# Importing the loader modules registers them (meld, cremad, ravdess, manifest, folder, fer2013).
+from . import splits, manifest, meld, cremad, ravdess, fer2013  # noqa: E402,F401
