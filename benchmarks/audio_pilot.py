@@ -23,7 +23,7 @@ import numpy as np, torch, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as Cm  # noqa: E402
 from emolite import cache
-from emolite.augment import augment_audio, DEFAULTS, fit_length
+from emolite.augment import AUGMENT_DEFAULTS, augment_audio, fit_length
 from emolite.models import build_model
 from emolite.models import audio as A
 
@@ -115,7 +115,7 @@ for fi in [int(f) for f in args.folds.split(",")]:
     idx = np.flatnonzero(tr); steps = args.epochs * math.ceil(len(idx) / args.bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.1)
     cw = torch.tensor(len(idx) / (len(classes) * np.bincount(y[idx], minlength=len(classes))), dtype=torch.float32)
-    aug = dict(DEFAULTS)
+    aug = dict(AUGMENT_DEFAULTS)
     for ep in range(args.epochs):
         model.train(); rng.shuffle(idx)
         for b in range(0, len(idx), args.bs):

@@ -3,7 +3,7 @@ frames, 4 s of audio, batch 16.
 
     python benchmarks/throughput.py [--steps 8] [--warmup 2] [--batch 16] [--threads 1]
 
-A synthetic cache (`emolite.train.make_synthetic_cache`, 4-s clips at 5 fps: 20 frames +
+A synthetic cache (`emolite.demo.make_synthetic_cache`, 4-s clips at 5 fps: 20 frames +
 4 s of audio per full clip; the cache mixes full, audio-only, video-only, still and
 partly-faceless entries, which cost the same in the model since missing parts are masks)
 is read through emolite's own training data path (ClipDataset with augmentation, the
@@ -44,7 +44,8 @@ def main() -> None:
     from emolite.config import load_config
     from emolite.losses import build_loss
     from emolite.models import build_model, count_macs, count_params, example_batch
-    from emolite.train import ClipDataset, make_loader, make_synthetic_cache, model_inputs
+    from emolite.demo import make_synthetic_cache
+    from emolite.loader import ClipDataset, make_loader, model_inputs
 
     classes = ("anger", "happiness", "neutral")
     cdir = C.BENCH / "synthetic_cache"

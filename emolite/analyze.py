@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -21,16 +21,38 @@ from . import inputs as I
 from . import media
 from .errors import EmoliteError
 from .features import window_features
-from .inference import EmotionModel
+from .fsio import atomic_path, atomic_write_text
+from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
+from .spec import InputSpec
 
-WINDOW = 2.0     # s, analysis window
-HOP = 1.0        # s, hop between windows
 BATCH = 8        # windows per model call
 DETECT_EVERY = 2  # detect faces on every 2nd sampled frame; the tracker interpolates the others
 
 
+class Model(Protocol):
+    """What analyze needs of a loaded model (`emolite.inference.EmotionModel` is one).
+    A protocol rather than an import keeps the layers one-way: inference never needs analyze."""
+
+    classes: list[str]
+
+    @property
+    def spec(self) -> InputSpec: ...
+
+    @property
+    def modalities(self) -> list[str]: ...
+
+    @property
+    def detector(self) -> Any: ...
+
+    def predict_inputs(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+    def to_prediction(self, probs: np.ndarray) -> Any: ...
+
+
 @dataclass
 class WindowResult:
+    """The answer for one window of a file (times in seconds from the file's start)."""
+
     start: float
     end: float
     label: str
@@ -44,6 +66,8 @@ class WindowResult:
 
 @dataclass
 class Result:
+    """The answer for one file: the overall label (mean of the windows) and every window."""
+
     path: str
     label: str
     confidence: float
@@ -54,6 +78,7 @@ class Result:
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """JSON-able form (emotions.json)."""
         return asdict(self)
 
     def to_dataframe(self):
@@ -79,16 +104,19 @@ def _video_side(info: dict) -> int:
     return max(v[0]["width"], v[0]["height"]) if v and info["kind"] != "image" else 0
 
 
-def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = WINDOW, hop: float = HOP,
+def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
                  batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY) -> Iterator[WindowResult]:
-    """Stream WindowResults for one file, in time order."""
+    """Stream WindowResults for one file, in time order. `window`/`hop` are seconds (default:
+    the model's spec); crops, detector and input length come from the model's spec."""
     p = Path(path)
-    pre = model.preprocessing
+    spec = model.spec
+    window = window or spec.window_seconds
+    hop = hop or spec.hop_seconds
     use_video = any(m in model.modalities for m in ("face", "context"))
     use_audio = "audio" in model.modalities
     memo: dict[float, tuple] = {}
     # Sample exactly the frames the model uses (T per window) rather than the cache's fps.
-    fps = model.frames / window if window else pre["fps"]
+    fps = spec.frames / window
     pending: list[tuple] = []
     info = media.probe(p)  # one look at the file: window count for the bar, size for the boxes
     side = _video_side(info)
@@ -121,12 +149,13 @@ def iter_analyze(model: EmotionModel, path: str | os.PathLike, window: float = W
                 w.frames = None
             if not use_audio:
                 w.audio = None
-            feats = window_features(w, model.detector if use_video else None, pre["face_size"], pre["context_size"],
-                                    pre["margin"], pre["align"], memo=memo, detect_every=detect_every, fps=fps)
+            feats = window_features(w, model.detector if use_video else None, spec.face_size, spec.context_size,
+                                    spec.margin, spec.align, memo=memo, detect_every=detect_every, fps=fps)
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
                 del memo[k]
-            x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, model.frames, model.seconds,
-                              feats.has_video, feats.has_audio, fps=fps)
+            x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames,
+                              spec.audio_seconds, feats.has_video, feats.has_audio, fps=fps,
+                              face_size=spec.face_size, context_size=spec.context_size)
             pending.append((w, x, feats))
             if len(pending) >= batch:
                 yield from flush()
@@ -196,7 +225,7 @@ def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Res
                   {"video": has_v, "audio": has_a}, float(np.mean([w.face_found for w in windows])), warnings)
 
 
-def analyze_file(model: EmotionModel, path: str | os.PathLike, window: float = WINDOW, hop: float = HOP,
+def analyze_file(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
                  progress: bool = False, on_window=None) -> Result:
     """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming)."""
     windows = []
@@ -273,11 +302,9 @@ def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
     strip.set_ylabel("label", rotation=0, ha="right", va="center")
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 
@@ -285,12 +312,16 @@ class CsvSink:
     """Appends window rows to a CSV as they arrive (streaming), header from the first row."""
 
     def __init__(self, path: Path):
+        from contextlib import ExitStack
+
         self.path = path
-        self.tmp = path.with_name(f".tmp-{path.name}")
+        self._stack = ExitStack()   # the temp file is renamed onto `path` by close()
+        self.tmp = self._stack.enter_context(atomic_path(path))
         self.f = open(self.tmp, "w", newline="", encoding="utf-8")
         self.writer = None
 
     def write(self, row: dict) -> None:
+        """Append one row (flushed, so a reader sees progress)."""
         if self.writer is None:
             self.writer = csv.DictWriter(self.f, fieldnames=list(row))
             self.writer.writeheader()
@@ -298,12 +329,13 @@ class CsvSink:
         self.f.flush()
 
     def close(self) -> None:
+        """Finish the file and move it into place."""
         self.f.close()
-        os.replace(self.tmp, self.path)
+        self._stack.close()
 
 
-def run(specs: list[str], model: EmotionModel, out: str | None = None, plot: bool = False, window: float = WINDOW,
-        hop: float = HOP, progress: bool = True, quiet: bool = False, print_fn=print) -> dict:
+def run(specs: list[str], model: Model, out: str | None = None, plot: bool = False, window: float | None = None,
+        hop: float | None = None, progress: bool = True, quiet: bool = False, print_fn=print) -> dict:
     """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad file."""
     files, problems = expand_inputs(specs)
     out_dir = Path(out) if out else None
@@ -347,9 +379,7 @@ def run(specs: list[str], model: EmotionModel, out: str | None = None, plot: boo
     summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
                "results": [r.to_dict() for r in results]}
     if json_path is not None:
-        from .cache import atomic_write_bytes
-
-        atomic_write_bytes(json_path, json.dumps(summary, indent=1).encode())
+        atomic_write_text(json_path, json.dumps(summary, indent=1))
     if out_dir is not None and not quiet:
         print_fn(f"wrote {', '.join(str(p) for p in (csv_path, json_path) if p is not None)}")
     return summary

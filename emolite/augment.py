@@ -13,17 +13,18 @@ import warnings
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from .media import SAMPLE_RATE
 
-DEFAULTS = {
-    "enabled": True, "prob": 0.5,
+# The config's [augment] table (emolite.config takes its defaults from here).
+AUGMENT_DEFAULTS = {
+    "enabled": True, "prob": 0.5,                 # each augmentation fires with this probability
     "gain": True, "gain_db": 6.0,
-    "noise": True, "noise_snr_db": 15.0,
-    "pitch": True, "pitch_semitones": 2.0, "pitch_method": "resample",
+    "noise": True, "noise_snr_db": 15.0,          # SNR drawn from [snr, snr + 25] dB
+    "pitch": True, "pitch_semitones": 2.0, "pitch_method": "resample",   # resample | librosa
     "time_shift": True, "time_shift_s": 0.25,
-    "crop": True, "crop_scale": 0.8,
+    "crop": True, "crop_scale": 0.8,              # random resized crop keeping >= scale of the area
     "flip": True,
-    "jitter": True, "jitter_strength": 0.3,
+    "jitter": True, "jitter_strength": 0.3,       # brightness / contrast / saturation
 }
 _warned_librosa = False
 
@@ -83,6 +84,7 @@ def time_shift(wav: np.ndarray, rng: np.random.Generator, max_s: float) -> np.nd
 
 
 def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    """Cut or zero-pad audio to exactly n samples (model inputs have a fixed length)."""
     if wav.size >= n:
         return wav[:n]
     return np.pad(wav, (0, n - wav.size))
@@ -90,7 +92,7 @@ def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
 
 def augment_audio(wav: np.ndarray, rng: np.random.Generator, cfg: dict | None = None) -> np.ndarray:
     """Apply each enabled audio augmentation with probability cfg['prob']."""
-    c = {**DEFAULTS, **(cfg or {})}
+    c = {**AUGMENT_DEFAULTS, **(cfg or {})}
     if not c["enabled"] or wav.size == 0:
         return wav
     p = c["prob"]
@@ -150,7 +152,7 @@ def color_jitter(frames: np.ndarray, rng: np.random.Generator, strength: float) 
 
 def augment_frames(frames: np.ndarray, rng: np.random.Generator, cfg: dict | None = None) -> np.ndarray:
     """frames: T×H×W×3 uint8 -> same shape/dtype, augmented."""
-    c = {**DEFAULTS, **(cfg or {})}
+    c = {**AUGMENT_DEFAULTS, **(cfg or {})}
     if not c["enabled"] or frames.shape[0] == 0:
         return frames
     p = c["prob"]

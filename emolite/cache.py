@@ -41,6 +41,13 @@ def cache_dir(root: str | Path, cfg: dict) -> Path:
     return d
 
 
+def read_config(cdir: str | Path) -> dict:
+    """The config a cache folder was made with (the InputSpec + storage settings); {} when it
+    has none (caches written directly, e.g. synthetic ones)."""
+    f = resolve_cache_dir(cdir) / CONFIG
+    return json.loads(f.read_text()) if f.exists() else {}
+
+
 def clean_cache_temp(cdir: str | Path) -> int:
     """Remove temp files a killed run left (a complete `.tmp-*.npz` is not an entry)."""
     return clean_temp(cdir) + clean_temp(Path(cdir) / ENTRIES)

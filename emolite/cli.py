@@ -48,7 +48,7 @@ def cmd_preprocess(args) -> int:
     root = Path(args.root)
     dataset = args.dataset or ("manifest" if root.suffix.lower() == ".csv" else "files")
     overrides = {"fps": args.fps, "face_size": args.face_size, "context_size": args.context_size,
-                 "align": args.align or None, "detector": args.detector}
+                 "align": args.align or None, "detector": args.detector, "margin": args.margin}
     summary = preprocess.run(dataset, root, args.out, workers=args.workers, limit=args.limit,
                              progress=not args.quiet, **overrides)
     print(preprocess.format_summary(summary))
@@ -72,8 +72,8 @@ def cmd_analyze(args) -> int:
     from .inference import load_model
 
     model = load_model(args.model, device=args.device)
-    summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window or analyze.WINDOW,
-                          hop=args.hop or analyze.HOP, progress=not args.quiet, quiet=args.quiet)
+    summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
+                          hop=args.hop, progress=not args.quiet, quiet=args.quiet)
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float)
     s.add_argument("--face-size", type=int)
     s.add_argument("--context-size", type=int)
+    s.add_argument("--margin", type=float, help="face crop margin (crop side = (1 + margin) × box side; default 0.25)")
     s.add_argument("--align", action="store_true", help="align faces on their 5 landmarks")
     s.add_argument("--detector", help="retinaface | whole | none")
     s.add_argument("--limit", type=int, help="only the first N items (a quick look)")
@@ -168,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", action="store_true", help="PNG of probabilities over time per file")
     s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
     s.add_argument("--device", default="cpu", help="cpu | cuda")
-    s.add_argument("--window", type=float, help="window seconds (default 2)")
-    s.add_argument("--hop", type=float, help="hop seconds (default 1)")
+    s.add_argument("--window", type=float, help="window seconds (default: the model's, 2)")
+    s.add_argument("--hop", type=float, help="hop seconds (default: the model's, 1)")
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
     s.set_defaults(func=cmd_analyze)
 

@@ -18,7 +18,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from .augment import AUGMENT_DEFAULTS
 from .errors import EmoliteError
+from .inputs import FRAMES, SECONDS
 from .models import MODEL_DEFAULTS
 
 if sys.version_info >= (3, 11):
@@ -35,8 +37,8 @@ DEFAULTS: dict = {
         "val_split": "dev",          # empty/missing: 10 % of train speakers are held out
         "test_split": "test",        # evaluated with the best model at the end ("" = skip)
         "targets": [],               # regression: entry-meta keys, e.g. ["valence", "arousal"]
-        "frames": 8,                 # T frames sampled per window
-        "audio_seconds": 4.0,        # window length
+        "frames": FRAMES,            # T frames sampled per model input
+        "audio_seconds": SECONDS,    # audio per model input (the clip span a training sample covers)
         "batch_size": 16,
         "num_workers": 2,
         "sampler": "shuffle",        # shuffle | weighted (inverse class frequency)
@@ -56,16 +58,7 @@ DEFAULTS: dict = {
         "monitor": "val/f1_weighted", "mode": "max",
         "keep": "best",                               # best (by monitor) | last: the weights saved as best.pt
     },
-    "augment": {
-        "enabled": True, "prob": 0.5,                 # each augmentation fires with this probability
-        "gain": True, "gain_db": 6.0,
-        "noise": True, "noise_snr_db": 15.0,          # SNR drawn from [snr, snr + 25] dB
-        "pitch": True, "pitch_semitones": 2.0, "pitch_method": "resample",   # resample | librosa
-        "time_shift": True, "time_shift_s": 0.25,
-        "crop": True, "crop_scale": 0.8,              # random resized crop keeping >= scale of the area
-        "flip": True,
-        "jitter": True, "jitter_strength": 0.3,       # brightness / contrast / saturation
-    },
+    "augment": copy.deepcopy(AUGMENT_DEFAULTS),   # see emolite/augment.py
     "trainer": {
         "accelerator": "auto", "devices": "auto", "num_nodes": 1, "strategy": "auto",
         "precision": "32-true",                        # 16-mixed | bf16-mixed on GPU

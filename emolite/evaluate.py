@@ -8,9 +8,6 @@ differs from the model's (a MELD model on RAVDESS), labels are matched through c
 names (`labels.map_labels`); samples whose class the model cannot output are dropped and
 named in the JSON and on stdout. Macro F1 / UAR average over the classes present in the data,
 so a model class the data lacks (MELD "surprise" on CREMA-D) does not count as a zero.
-
-Also holds the metric registry used by training (`emolite.registry.METRICS`): a factory
-takes the number of classes (or regression outputs) and returns a torchmetrics Metric.
 """
 
 from __future__ import annotations
@@ -21,60 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics import ConcordanceCorrCoef, MeanSquaredError, Metric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 from torchmetrics.functional import concordance_corrcoef, mean_squared_error
 from torchmetrics.functional.classification import (multiclass_accuracy, multiclass_confusion_matrix,
                                                     multiclass_f1_score, multiclass_precision, multiclass_recall)
 
+from . import cache
 from . import labels as L
 from .errors import EmoliteError
-from .registry import METRICS, lookup, register_metric
+from .fsio import atomic_path, atomic_write_text
+from .loader import ClipDataset, make_loader, model_inputs
+from .models import load_checkpoint
+from .spec import InputSpec
 
 BATCH_SIZE = 32
-
-
-@register_metric("acc")
-def _acc(n: int) -> Metric:
-    return MulticlassAccuracy(n, average="micro")
-
-
-@register_metric("f1_weighted")
-def _f1w(n: int) -> Metric:
-    return MulticlassF1Score(n, average="weighted")
-
-
-@register_metric("f1_macro")
-def _f1m(n: int) -> Metric:
-    return MulticlassF1Score(n, average="macro")
-
-
-@register_metric("uar")
-def _uar(n: int) -> Metric:
-    """Unweighted average recall (the usual speech-emotion metric)."""
-    return MulticlassRecall(n, average="macro")
-
-
-@register_metric("ccc")
-def _ccc(n: int) -> Metric:
-    return ConcordanceCorrCoef(num_outputs=n)
-
-
-@register_metric("mse")
-def _mse(n: int) -> Metric:
-    return MeanSquaredError()
-
-
-REGRESSION_METRICS = ["ccc", "mse"]
-
-
-def build_metrics(names: list[str], n: int) -> MetricCollection:
-    return MetricCollection({name: lookup(METRICS, name, "metric")(n) for name in names})
-
-
-def metric_values(values: dict) -> dict[str, float]:
-    """Computed metrics -> floats (multi-output ones, e.g. CCC per target, are averaged)."""
-    return {k: float(torch.as_tensor(v).float().mean()) for k, v in values.items()}
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
@@ -98,14 +54,14 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str | Path, title: 
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(path)
 
 
-def _predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, list]:
-    from .train import model_inputs
-
+def _predict(model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model outputs and targets over a loader, in order."""
     outs, targets = [], []
     model.eval().to(device)
     with torch.no_grad():
@@ -120,13 +76,9 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
     """Evaluate; returns the metrics dict also written to out_dir/metrics.json.
 
     split: "test" | "dev" | "train" | "all"; dataset: keep only this dataset's entries."""
-    from . import cache
-    from .models import load_checkpoint
-    from .train import ClipDataset, make_loader
-
     model, meta = load_checkpoint(checkpoint)
     classes = list(meta.get("classes", []))
-    pre = meta.get("preprocess", {})
+    spec = InputSpec.from_dict(meta.get("preprocess"))
     targets_keys = list(meta.get("targets", []))
     rows = cache.read_index(cache_dir)
     if dataset:
@@ -139,16 +91,17 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
     out_dir = Path(out_dir or Path(checkpoint).parent / f"eval_{split or 'all'}")
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    frames, seconds = int(pre.get("frames", 8)), float(pre.get("audio_seconds", 4.0))
+    data_opts = dict(frames=spec.frames, seconds=spec.audio_seconds, face_size=spec.face_size,
+                     context_size=spec.context_size)
     res: dict = {"checkpoint": str(checkpoint), "cache_dir": str(cache_dir), "split": split}
 
     if targets_keys:   # regression model (valence/arousal)
-        ds = ClipDataset(rows, None, frames, seconds, target_keys=targets_keys)
+        ds = ClipDataset(rows, None, target_keys=targets_keys, **data_opts)
         pred, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers, shard=False), dev)
         ccc = concordance_corrcoef(pred, y).reshape(-1)
         res.update(n=len(rows), targets=targets_keys, ccc=float(ccc.mean()), mse=float(mean_squared_error(pred, y)),
                    ccc_per_target=dict(zip(targets_keys, ccc.tolist())))
-        (out_dir / "metrics.json").write_text(json.dumps(res, indent=1))
+        atomic_write_text(out_dir / "metrics.json", json.dumps(res, indent=1))
         return res
 
     data_labels = sorted({r["label"] for r in rows})
@@ -163,7 +116,7 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
         raise EmoliteError(f"no sample's class is one the model knows (model: {', '.join(classes)}; "
                            f"data: {', '.join(data_labels)})", cache_dir)
     y_idx = [mapping[data_labels.index(r["label"])] for r in keep]
-    ds = ClipDataset(keep, y_idx, frames, seconds)
+    ds = ClipDataset(keep, y_idx, **data_opts)
     logits, y = _predict(model, make_loader(ds, batch_size, num_workers=num_workers, shard=False), dev)
     probs = torch.softmax(logits, dim=1)
     pred = probs.argmax(1)
@@ -188,10 +141,10 @@ def run(checkpoint: str | Path, cache_dir: str | Path, split: str = "test", out_
         "dropped_labels": dropped, "dropped_samples": n_dropped,
         "absent_classes": [k for i, k in enumerate(classes) if not present[i]],
     })
-    (out_dir / "metrics.json").write_text(json.dumps(res, indent=1))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(res, indent=1))
     plot_confusion(cm, classes, out_dir / "confusion_matrix.png",
                    f"{Path(str(cache_dir)).name} {split}: acc {res['accuracy']:.3f}  wF1 {res['f1_weighted']:.3f}")
-    with open(out_dir / "predictions.csv", "w", newline="") as f:
+    with atomic_path(out_dir / "predictions.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["key", "label", "pred"] + classes)
         for r, p, pr in zip(keep, pred.tolist(), probs.tolist()):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import inputs as I
+from .fsio import atomic_path
 from .inference import ONNX_META_KEY, load_model
 
 OPSET = 17
@@ -16,23 +17,23 @@ PARITY_SAMPLES = 16
 
 
 def _stamp(path: Path, meta: dict) -> None:
-    """Store the checkpoint's metadata (classes, preprocessing, ...) inside the ONNX file."""
+    """Store the checkpoint's metadata (classes, the InputSpec as "preprocess", ...) inside the ONNX file."""
     import onnx
 
     m = onnx.load(str(path))
     del m.metadata_props[:]
     p = m.metadata_props.add()
     p.key, p.value = ONNX_META_KEY, json.dumps(meta)
-    tmp = path.with_name(f".tmp-{path.name}")
-    onnx.save(m, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        onnx.save(m, str(tmp))
 
 
 def random_inputs(model, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs spanning the cases that matter: all modalities, no face, no audio, audio only."""
     rng = np.random.default_rng(seed)
-    T, S = model.frames, int(model.seconds * I.SAMPLE_RATE)
-    fs, cs = model.preprocessing["face_size"], model.preprocessing["context_size"]
+    spec = model.spec
+    T, S = spec.frames, int(spec.audio_seconds * spec.sample_rate)
+    fs, cs = spec.face_size, spec.context_size
     items = []
     for i in range(n):
         x = {"face": rng.random((T, 3, fs, fs), np.float32), "context": rng.random((T, 3, cs, cs), np.float32),
@@ -55,11 +56,12 @@ def export(checkpoint: str | Path | None, out: str | Path, quantize: bool = Fals
     from .models import export_onnx
 
     model = load_model(checkpoint)
+    meta = {**model.meta, "preprocess": model.spec.to_dict()}   # every field written out, defaults included
     out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    export_onnx(model.net, tmp, T=model.frames, seconds=model.seconds, opset=OPSET)
-    _stamp(tmp, model.meta)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        export_onnx(model.net, tmp, T=model.frames, seconds=model.seconds, opset=OPSET,
+                    face_size=model.spec.face_size, context_size=model.spec.context_size)
+        _stamp(tmp, meta)
     report = {"onnx": str(out), "opset": OPSET, "bytes": out.stat().st_size}
     x = random_inputs(model, PARITY_SAMPLES) if check or quantize else None
     ref = model.predict_inputs(x) if x is not None else None
@@ -70,17 +72,16 @@ def export(checkpoint: str | Path | None, out: str | Path, quantize: bool = Fals
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         q = out.with_name(out.stem + ".int8.onnx")
-        qtmp = q.with_name(f".tmp-{q.name}")
         import logging
 
         level = logging.getLogger().level
         logging.getLogger().setLevel(logging.ERROR)  # onnxruntime's advisory warnings, not errors
         try:
-            quantize_dynamic(str(out), str(qtmp), weight_type=QuantType.QInt8)
+            with atomic_path(q) as qtmp:
+                quantize_dynamic(str(out), str(qtmp), weight_type=QuantType.QInt8)
+                _stamp(qtmp, meta)
         finally:
             logging.getLogger().setLevel(level)
-        _stamp(qtmp, model.meta)
-        qtmp.replace(q)
         got = load_model(q).predict_inputs(x)
         report.update(int8=str(q), int8_bytes=q.stat().st_size,
                       int8_top1_agreement=float(np.mean(got.argmax(1) == ref.argmax(1))),

@@ -6,15 +6,12 @@ A window's frames go through the detector and the tracker; every frame gives a f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import faces as F
-from .media import Window
-
-DEFAULTS = {"fps": 5.0, "face_size": F.FACE_SIZE, "context_size": F.CONTEXT_SIZE, "margin": F.MARGIN,
-            "align": False, "detector": "retinaface", "detect_side": F.DETECT_SIDE, "sample_rate": 16000}
+from .media import FPS, Window
 
 
 @dataclass
@@ -29,9 +26,9 @@ class Features:
     has_video: bool
     has_audio: bool
     frame_size: tuple[int, int] = (0, 0)   # H, W of the analysed frames
-    extra: dict = field(default_factory=dict)
 
     def arrays(self) -> dict:
+        """The arrays the cache stores (see cache.write_entry)."""
         return {"face": self.face, "face_mask": self.face_mask, "context": self.context,
                 "boxes": self.boxes, "audio": self.audio}
 
@@ -39,7 +36,7 @@ class Features:
 def window_features(window: Window, detector: F.Detector | None, face_size: int = F.FACE_SIZE,
                     context_size: int = F.CONTEXT_SIZE, margin: float = F.MARGIN, align: bool = False,
                     prev_box: np.ndarray | None = None, memo: dict | None = None,
-                    detect_every: int = 1, fps: float = 5.0) -> Features:
+                    detect_every: int = 1, fps: float = FPS) -> Features:
     """Detect + track the main face over the window's frames and cut the model's inputs.
 
     `memo` (frame time -> (detections, context image)) lets overlapping windows process each

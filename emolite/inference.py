@@ -1,8 +1,10 @@
 """A loaded model, ready to use: `emolite.load_model()` returns an `EmotionModel`.
 
 It wraps either a torch checkpoint or an ONNX file (run by onnxruntime) behind one
-`predict_inputs` call, and carries what inference needs besides weights: class names, frames
-per window, audio seconds, fps, crop sizes. analyze and serve only talk to this object.
+`predict_inputs` call, and carries what inference needs besides weights: the class names and
+the model's `InputSpec` (frames per window, audio seconds, fps, crop sizes, detector, margin,
+alignment), read from the checkpoint's or the ONNX file's metadata. analyze and serve only
+talk to this object.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from . import inputs as I
 from .errors import EmoliteError
+from .spec import InputSpec
 
 ASSETS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.pt"
@@ -24,6 +27,8 @@ ONNX_META_KEY = "emolite"
 
 @dataclass
 class Prediction:
+    """One answer: the top label, its probability, and every class's probability."""
+
     label: str
     confidence: float
     probs: dict[str, float]
@@ -41,32 +46,39 @@ class EmotionModel:
     _detector: object = field(default=None, repr=False)
 
     @property
+    def spec(self) -> InputSpec:
+        """The inputs the model was trained on (metadata "preprocess"; fields an older
+        checkpoint lacks take the defaults)."""
+        return InputSpec.from_dict(self.meta.get("preprocess"))
+
+    @property
+    def preprocessing(self) -> InputSpec:
+        """Same record as `spec`, kept for code that reads it like a dict (`p["face_size"]`)."""
+        return self.spec
+
+    @property
     def frames(self) -> int:
-        return int(self.meta.get("preprocess", {}).get("frames", I.FRAMES))
+        """T: frames per model input."""
+        return self.spec.frames
 
     @property
     def seconds(self) -> float:
-        return float(self.meta.get("preprocess", {}).get("audio_seconds", I.SECONDS))
-
-    @property
-    def preprocessing(self) -> dict:
-        """Settings of the cache the model was trained on (fps, crop sizes, detector, ...)."""
-        from .features import DEFAULTS
-
-        p = self.meta.get("preprocess", {})
-        return {**DEFAULTS, **{k: v for k, v in p.items() if k in DEFAULTS}}
+        """Audio seconds per model input."""
+        return self.spec.audio_seconds
 
     @property
     def modalities(self) -> list[str]:
+        """The streams the model uses (face, context, audio)."""
         return list(self.meta.get("model", {}).get("modalities", ["face", "context", "audio"]))
 
     @property
     def detector(self):
+        """The face detector of the model's spec, made on first use."""
         if self._detector is None:
             from .faces import get_detector
 
-            p = self.preprocessing
-            self._detector = get_detector(p["detector"], side=p["detect_side"])
+            p = self.spec
+            self._detector = get_detector(p.detector, side=p.detect_side)
         return self._detector
 
     def predict_inputs(self, batch: dict[str, np.ndarray]) -> np.ndarray:
@@ -82,6 +94,7 @@ class EmotionModel:
             return torch.softmax(self.net(t).float(), -1).cpu().numpy()
 
     def to_prediction(self, probs: np.ndarray) -> Prediction:
+        """One row of class probabilities -> a Prediction."""
         i = int(np.argmax(probs))
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
 
@@ -91,8 +104,8 @@ class EmotionModel:
         audio float32 16 kHz mono. Any of them may be None (that modality is missing)."""
         from .faces import letterbox
 
-        p = self.preprocessing
-        fs, cs = p["face_size"], p["context_size"]
+        p = self.spec
+        fs, cs = p.face_size, p.context_size
 
         def frames(x, size):
             if x is None:
@@ -101,7 +114,7 @@ class EmotionModel:
             if x.ndim == 3:
                 x = x[None]
             if x.dtype != np.uint8:
-                x = np.clip(x * (255.0 if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+                x = np.clip(x * (I.PIXEL_MAX if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
             return np.stack([f if f.shape[:2] == (size, size) else letterbox(f, size) for f in x])
 
         f, c = frames(face, fs), frames(context, cs)
@@ -112,7 +125,7 @@ class EmotionModel:
         if c is None:
             c = np.zeros((n, cs, cs, 3), np.uint8)
         mask = np.ones(n, bool) if face_mask is None else np.asarray(face_mask, bool)
-        x = I.clip_inputs(f, mask, c, audio, self.frames, self.seconds, has_video=n > 0)
+        x = I.clip_inputs(f, mask, c, audio, p.frames, p.audio_seconds, has_video=n > 0, face_size=fs, context_size=cs)
         if context is None and n > 0:
             x["context_mask"][:] = False
         if face is None:

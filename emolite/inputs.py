@@ -6,18 +6,28 @@ One place decides how N sampled frames become T model frames and how audio is cu
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .augment import augment_audio, augment_frames, fit_length
+from .media import FPS, SAMPLE_RATE
 
 FRAMES = 8            # T: frames per model input (spread uniformly over the window)
 SECONDS = 4.0         # audio seconds per model input (cropped or zero-padded)
-SAMPLE_RATE = 16000
-FACE_SIZE = 112
+PIXEL_MAX = 255.0     # uint8 pixels are divided by this: models see frames in [0, 1]
 
 
-def _resize_frames(x: np.ndarray, size: int) -> np.ndarray:
-    if x.shape[1] == size and x.shape[2] == size:
+def normalize_frames(x: Any) -> Any:
+    """uint8 pixels -> float32 in [0, 1]: the one frame normalisation (numpy array or torch tensor)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32) / np.float32(PIXEL_MAX)
+    return x.float() / PIXEL_MAX
+
+
+def _resize_frames(x: np.ndarray, size: int | None) -> np.ndarray:
+    """N×H×W×3 frames resized to size×size (None or already that size: unchanged)."""
+    if size is None or (x.shape[1] == size and x.shape[2] == size):
         return x
     import cv2
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in x]) if len(x) \
@@ -25,15 +35,16 @@ def _resize_frames(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generator | None = None,
-                aug: dict | None = None) -> dict:
+                aug: dict | None = None, face_size: int | None = None, context_size: int | None = None) -> dict:
     """One model window from a cache entry: T frames + `seconds` of aligned audio + masks.
 
-    Frame i of the entry is at time i/fps. If the clip is longer than the window, the window
+    Crops are resized to face_size / context_size (the model's InputSpec; None keeps the
+    entry's own size). Frame i of the entry is at time i/fps. If the clip is longer than the window, the window
     starts at a random time (training, rng given) or is centred (evaluation). Frames are
     spread uniformly over the window (stratified random jitter in training); audio is the
     window's samples, zero-padded."""
     n = len(entry["context"]) if entry["has_video"] else 0
-    fps = float(entry.get("fps") or 5.0)
+    fps = float(entry.get("fps") or FPS)
     audio = entry["audio"] if entry["has_audio"] else np.zeros(0, np.float32)
     dur = max(n / fps if n else 0.0, audio.size / SAMPLE_RATE)
     if dur > seconds:
@@ -41,12 +52,13 @@ def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generat
     else:
         t0 = 0.0
     span = min(seconds, dur)
-    size = FACE_SIZE
+    fsize = face_size or entry["face"].shape[1]
+    csize = context_size or entry["context"].shape[1]
     if n > 0:
         u = (np.arange(frames) + (rng.uniform(0, 1, frames) if rng is not None else 0.5)) / frames
         idx = np.clip(np.floor((t0 + u * span) * fps).astype(int), 0, n - 1)
-        face = _resize_frames(entry["face"][idx], size)
-        context = _resize_frames(entry["context"][idx], size)
+        face = _resize_frames(entry["face"][idx], fsize)
+        context = _resize_frames(entry["context"][idx], csize)
         face_mask = entry["face_mask"][idx].astype(bool)
         context_mask = np.ones(frames, bool)
         if rng is not None and aug:
@@ -54,8 +66,8 @@ def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generat
             context = augment_frames(context, rng, aug)
             face = face * face_mask[:, None, None, None].astype(np.uint8)   # faceless frames stay black
     else:
-        face = np.zeros((frames, size, size, 3), np.uint8)
-        context = np.zeros_like(face)
+        face = np.zeros((frames, fsize, fsize, 3), np.uint8)
+        context = np.zeros((frames, csize, csize, 3), np.uint8)
         face_mask = np.zeros(frames, bool)
         context_mask = np.zeros(frames, bool)
     n_samples = int(round(seconds * SAMPLE_RATE))
@@ -70,19 +82,21 @@ def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generat
 
 def clip_inputs(face: np.ndarray, face_mask: np.ndarray, context: np.ndarray, audio: np.ndarray | None,
                 T: int = FRAMES, seconds: float = SECONDS, has_video: bool | None = None,
-                has_audio: bool | None = None, fps: float | None = None) -> dict[str, np.ndarray]:
+                has_audio: bool | None = None, fps: float | None = None, face_size: int | None = None,
+                context_size: int | None = None) -> dict[str, np.ndarray]:
     """Unbatched model inputs for one analysed window (evaluation path of `make_sample`):
     face/context T×3×H×W float32 in [0, 1], audio S float32, masks. `fps` defaults to spreading
-    the window's frames over its own length."""
+    the window's frames over its own length; crops are resized to face_size / context_size
+    (None: as given)."""
     audio = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32)
     n = len(context)
     entry = {"face": face, "face_mask": np.asarray(face_mask, bool), "context": context, "audio": audio,
              "has_video": bool(n > 0 if has_video is None else has_video and n > 0),
              "has_audio": bool(audio.size > 0 if has_audio is None else has_audio and audio.size > 0),
-             "fps": fps or (n / max(audio.size / SAMPLE_RATE, 1e-6) if audio.size and n else 5.0)}
-    s = make_sample(entry, T, seconds)
+             "fps": fps or (n / max(audio.size / SAMPLE_RATE, 1e-6) if audio.size and n else FPS)}
+    s = make_sample(entry, T, seconds, face_size=face_size, context_size=context_size)
     for k in ("face", "context"):
-        s[k] = s[k].astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        s[k] = normalize_frames(s[k].transpose(0, 3, 1, 2))
     return s
 
 

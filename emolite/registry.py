@@ -1,7 +1,8 @@
 """Plug-in points: plain dicts from a name to a function or class, filled by decorators.
 
-A user adds a dataset, model, loss or metric by decorating one function in their own code
-(imported before `emolite train`, e.g. via `--plugin mymodule`); no fork needed.
+A user adds a dataset, model, loss, metric, face detector, fusion or audio encoder by
+decorating one function (or class) in their own code (imported before `emolite train`, e.g.
+via `--plugin mymodule`); no fork needed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ MODELS: dict[str, Callable] = {}
 LOSSES: dict[str, Callable] = {}
 METRICS: dict[str, Callable] = {}
 DETECTORS: dict[str, Callable] = {}
+FUSIONS: dict[str, Callable] = {}         # (in_dims, d, dropout) -> fusion module
+AUDIO_ENCODERS: dict[str, Callable] = {}  # (out_dim, n_mels, hidden, channels, norm, specaug) -> encoder
 
 
 def _register(table: dict[str, Callable], name: str) -> Callable:
@@ -40,6 +43,14 @@ def register_metric(name: str) -> Callable:
 
 def register_detector(name: str) -> Callable:
     return _register(DETECTORS, name)
+
+
+def register_fusion(name: str) -> Callable:
+    return _register(FUSIONS, name)
+
+
+def register_audio_encoder(name: str) -> Callable:
+    return _register(AUDIO_ENCODERS, name)
 
 
 def lookup(table: dict[str, Callable], name: str, kind: str) -> Callable:

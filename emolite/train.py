@@ -39,193 +39,39 @@ import json
 import math
 import os
 import signal
-import zlib
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from . import cache
 from . import labels as L
+from .data.splits import order_groups
 from .errors import EmoliteError
-from .inputs import make_sample
+from .fsio import atomic_write_text
+from .loader import ClipDataset, ResumableLoader, collate, input_spec, make_loader, model_inputs  # noqa: F401 (scripts)
 from .losses import REGRESSION_LOSSES, build_loss, class_weights
-from .models import build_model, model_config, save_checkpoint
+from .metrics import REGRESSION_METRICS, build_metrics, metric_values
+from .models import build_model, model_config, read_checkpoint, save_checkpoint
 
-SAMPLE_RATE = 16000
-FACE_SIZE = 112
 HOLDOUT = 0.1          # fraction of train speakers held out when there is no validation split
 MAX_PRINTED = 5
 
 
 # ============================================================================ data
 
-class ClipDataset(Dataset):
-    """Cache entries -> model windows. Index with an int (evaluation: deterministic) or with
-    (index, epoch, position) from `EpochBatchSampler` (training: random window + augmentation
-    seeded by (seed, epoch, position, index))."""
-
-    def __init__(self, rows: list[dict], targets: list | None, frames: int = 8, seconds: float = 4.0,
-                 train: bool = False, augment: dict | None = None, seed: int = 0, target_keys: list | None = None):
-        self.rows, self.targets = rows, targets
-        self.frames, self.seconds = frames, seconds
-        self.train, self.augment, self.seed = train, augment, seed
-        self.target_keys = list(target_keys or [])
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key) -> dict:
-        if isinstance(key, (tuple, list)):
-            idx, epoch, pos = key
-            rng = np.random.default_rng([self.seed, epoch, pos, idx]) if self.train else None
-        else:
-            idx, rng = int(key), None
-        row = self.rows[idx]
-        try:
-            entry = cache.load_entry(row["file"])
-        except Exception as e:
-            raise EmoliteError(f"cannot read cache entry ({type(e).__name__}: {e}); re-run preprocess",
-                               row["file"]) from None
-        s = make_sample(entry, self.frames, self.seconds, rng, self.augment if self.train else None)
-        if self.target_keys:
-            vals = [entry["meta"].get(k) for k in self.target_keys]
-            if any(v is None for v in vals):
-                raise EmoliteError(f"entry has no {'/'.join(self.target_keys)} values for regression", row["file"])
-            s["y"] = np.asarray(vals, np.float32)
-        else:
-            s["y"] = np.int64(self.targets[idx])
-        return s
-
-
-def collate(samples: list[dict]) -> dict:
-    """Stack samples; frames stay uint8 (B×T×3×H×W) until they reach the device."""
-    out = {}
-    for k in samples[0]:
-        x = torch.from_numpy(np.stack([s[k] for s in samples]))
-        if k in ("face", "context"):
-            x = x.permute(0, 1, 4, 2, 3)
-        out[k] = x
-    return out
-
-
-def model_inputs(batch: dict, device: torch.device | str | None = None) -> dict:
-    """Collated batch -> model input dict (float frames in [0, 1]) on `device`."""
-    out = {}
-    for k in ("face", "context", "audio", "face_mask", "context_mask", "audio_mask"):
-        x = batch[k].to(device) if device is not None else batch[k]
-        out[k] = x.float() / 255.0 if x.dtype == torch.uint8 and k in ("face", "context") else x
-    return out
-
-
-def _dist(shard: bool = True) -> tuple[int, int]:
-    if shard and torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class EpochBatchSampler:
-    """Batches for one rank. Order = f(seed, epoch) (shuffle, class-weighted with replacement,
-    or sequential), sharded over DDP ranks; `skip` batches are dropped once (resume)."""
-
-    def __init__(self, n: int, batch_size: int, mode: str = "shuffle", weights: torch.Tensor | None = None,
-                 seed: int = 0, drop_last: bool = False, with_epoch: bool = False, shard: bool = True):
-        self.n, self.batch_size, self.mode, self.weights = n, batch_size, mode, weights
-        self.seed, self.drop_last, self.with_epoch, self.shard = seed, drop_last, with_epoch, shard
-        self.epoch = 0
-        self.skip_epoch, self.skip = -1, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    @property
-    def sampler(self):
-        """Lightning calls `batch_sampler.sampler.set_epoch(epoch)` each epoch."""
-        return self
-
-    def _indices(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.mode == "weighted" and self.weights is not None:
-            idx = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
-        elif self.mode in ("shuffle", "weighted"):
-            idx = torch.randperm(self.n, generator=g)
-        else:
-            idx = torch.arange(self.n)
-        idx = idx.tolist()
-        rank, world = _dist(self.shard)
-        if world > 1:
-            if self.with_epoch:   # training: equal step counts on every rank (pad by repeating)
-                idx += idx[: (-len(idx)) % world]
-            idx = idx[rank::world]   # evaluation: no duplicates, so metrics are exact
-        return idx
-
-    def _per_rank(self) -> int:
-        rank, world = _dist(self.shard)
-        return math.ceil(self.n / world) if self.with_epoch else len(range(rank, self.n, world))
-
-    def __len__(self) -> int:
-        m = self._per_rank()
-        return m // self.batch_size if self.drop_last and m >= self.batch_size else math.ceil(m / self.batch_size)
-
-    def __iter__(self):
-        idx = self._indices()
-        batches = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)][: len(self)]
-        start = 0
-        if self.skip_epoch == self.epoch:
-            start, self.skip_epoch, self.skip = self.skip, -1, 0
-        for b, batch in enumerate(batches[start:], start):
-            yield [(i, self.epoch, b * self.batch_size + j) for j, i in enumerate(batch)] if self.with_epoch else batch
-
-
-class ResumableLoader(DataLoader):
-    """DataLoader with Lightning's state_dict protocol: the state is (epoch, batches done),
-    read from the trainer's progress (not from prefetching iterators, which run ahead)."""
-
-    progress = staticmethod(lambda: 0)   # replaced by run(): batches done this epoch, from the trainer
-
-    def state_dict(self) -> dict:
-        return {"epoch": int(self.batch_sampler.epoch), "batches_done": int(self.progress())}
-
-    def load_state_dict(self, state: dict) -> None:
-        # The epoch too: with workers, the first batches are drawn before Lightning's set_epoch.
-        self.batch_sampler.epoch = self.batch_sampler.skip_epoch = int(state.get("epoch", 0))
-        self.batch_sampler.skip = int(state.get("batches_done", 0))
-
-
-def _worker_init(_: int) -> None:
-    """One thread per loader worker: N workers × all cores each would oversubscribe the CPU."""
-    torch.set_num_threads(1)
-    try:
-        import cv2
-        cv2.setNumThreads(1)
-    except ImportError:
-        pass
-
-
-def make_loader(ds: ClipDataset, batch_size: int, mode: str = "sequential", weights: torch.Tensor | None = None,
-                seed: int = 0, num_workers: int = 0, train: bool = False, shard: bool = True) -> DataLoader:
-    """shard=False: every sample on this process even under DDP (stand-alone evaluation)."""
-    sampler = EpochBatchSampler(len(ds), batch_size, mode, weights, seed, drop_last=train and len(ds) > batch_size,
-                                with_epoch=train, shard=shard)
-    cls = ResumableLoader if train else DataLoader
-    return cls(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate,
-               pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0,
-               worker_init_fn=_worker_init if num_workers > 0 else None)
-
-
 # ============================================================================ splits and classes
 
-def _speaker_holdout(rows: list[dict], frac: float = HOLDOUT) -> tuple[list[dict], list[dict]]:
-    """Deterministic speaker-independent split of `rows` (by a hash of the speaker id)."""
+def _speaker_holdout(rows: list[dict], frac: float = HOLDOUT, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Speaker-independent validation split of `rows`, in the seeded speaker order of
+    data/splits.py (the same order the dataset loaders split by)."""
     key = (lambda r: r.get("speaker") or r["key"])
-    spk = sorted({key(r) for r in rows}, key=lambda s: zlib.crc32(str(s).encode()))
-    n_val = max(1, int(round(frac * len(spk)))) if len(spk) > 1 else 0
-    held = set(spk[:n_val])
-    if not held:   # one speaker: hold out items instead
-        held_rows = {r["key"] for r in sorted(rows, key=lambda r: zlib.crc32(r["key"].encode()))[: max(1, len(rows) // 10)]}
-        return [r for r in rows if r["key"] not in held_rows], [r for r in rows if r["key"] in held_rows]
-    return [r for r in rows if key(r) not in held], [r for r in rows if key(r) in held]
+    spk = order_groups((key(r) for r in rows), seed)
+    if len(spk) > 1:
+        held = set(spk[:max(1, int(round(frac * len(spk))))])
+        return [r for r in rows if key(r) not in held], [r for r in rows if key(r) in held]
+    keys = order_groups((r["key"] for r in rows), seed)   # one speaker: hold out items instead
+    held = set(keys[:max(1, len(rows) // 10)])
+    return [r for r in rows if r["key"] not in held], [r for r in rows if r["key"] in held]
 
 
 def select_rows(cfg: dict) -> tuple[list[dict], list[dict], list[dict]]:
@@ -245,7 +91,7 @@ def select_rows(cfg: dict) -> tuple[list[dict], list[dict], list[dict]]:
         raise EmoliteError(f"no entries in train split '{d['train_split']}'; splits in the cache: "
                            f"{', '.join(sorted({r['split'] for r in rows}))}", d["cache_dir"])
     if not val:
-        train, val = _speaker_holdout(train)
+        train, val = _speaker_holdout(train, seed=int(cfg["trainer"]["seed"]))
         print(f"train: no '{d['val_split']}' split; holding out {len(val)} train entries "
               f"({len({r.get('speaker') for r in val})} speakers) for validation")
     if d["max_items"] > 0:
@@ -286,25 +132,10 @@ def _keep_known(rows: list[dict], classes: list[str], what: str) -> list[dict]:
 
 # ============================================================================ transfer
 
-def load_init(path: str | Path) -> tuple[dict, dict]:
-    """(state_dict, model config) from an emolite .pt or a Lightning .ckpt of ours."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise EmoliteError("init checkpoint not found", path) from None
-    except Exception as e:
-        raise EmoliteError(f"cannot load init checkpoint ({type(e).__name__})", path) from None
-    if "meta" in ckpt:
-        return ckpt["state_dict"], ckpt["meta"].get("model", {})
-    if "emolite" in ckpt:
-        sd = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return sd, ckpt["emolite"]["model"]
-    raise EmoliteError("not an emolite checkpoint", path)
-
-
 def init_from(model_cfg: dict, num_classes: int, path: str | Path) -> torch.nn.Module:
     """Model with the init checkpoint's architecture; all weights but the head loaded."""
-    sd, init_cfg = load_init(path)
+    sd, meta = read_checkpoint(path)
+    init_cfg = meta.get("model", {})
     keep = {k: model_cfg[k] for k in ("dropout", "modality_dropout") if k in model_cfg}
     model = build_model({**init_cfg, **keep}, num_classes)
     own = model.state_dict()
@@ -327,7 +158,6 @@ def make_module(cfg: dict, model: torch.nn.Module, classes: list[str], weights: 
                 train_loader: ResumableLoader | None = None):
     """The LightningModule (built lazily so importing emolite.train does not import Lightning)."""
     pl = _lightning()
-    from .evaluate import REGRESSION_METRICS, build_metrics, metric_values
 
     class EmoModule(pl.LightningModule):
         def __init__(self):
@@ -437,12 +267,6 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-def preprocess_meta(cfg: dict, rows: list[dict]) -> dict:
-    return {"frames": cfg["data"]["frames"], "audio_seconds": cfg["data"]["audio_seconds"],
-            "fps": float(rows[0].get("fps", 5.0)) if rows else 5.0, "face_size": FACE_SIZE,
-            "context_size": FACE_SIZE, "sample_rate": SAMPLE_RATE}
-
-
 def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     """Train (or resume) per `cfg`; returns the final metrics (also in <run dir>/metrics.json)."""
     from .config import dump_toml, load_config, load_plugins
@@ -495,12 +319,14 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     sample_w = torch.tensor([1.0 / max(1, counts[cidx[r["label"]]]) for r in train_rows]) if classes else None
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(cfg))
+    atomic_write_text(run_dir / "config.toml", dump_toml(cfg))
+    spec = input_spec(d["cache_dir"], train_rows, d["frames"], d["audio_seconds"])
     ydata = lambda rows: None if regression else [cidx[r["label"]] for r in rows]
     tk = d["targets"] if regression else None
-    train_ds = ClipDataset(train_rows, ydata(train_rows), d["frames"], d["audio_seconds"], train=True,
-                           augment=cfg["augment"], seed=seed, target_keys=tk)
-    val_ds = ClipDataset(val_rows, ydata(val_rows), d["frames"], d["audio_seconds"], target_keys=tk)
+    sizes = {"face_size": spec.face_size, "context_size": spec.context_size}
+    train_ds = ClipDataset(train_rows, ydata(train_rows), spec.frames, spec.audio_seconds, train=True,
+                           augment=cfg["augment"], seed=seed, target_keys=tk, **sizes)
+    val_ds = ClipDataset(val_rows, ydata(val_rows), spec.frames, spec.audio_seconds, target_keys=tk, **sizes)
     train_loader = make_loader(train_ds, d["batch_size"], d["sampler"], sample_w, seed, d["num_workers"], train=True)
     val_loader = make_loader(val_ds, d["batch_size"], num_workers=d["num_workers"])
     module = make_module(cfg, model, classes, weights, train_loader)
@@ -544,7 +370,7 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
               "global_step": trainer.global_step, "classes": classes, **metrics}
     if trainer.is_global_zero:
         meta = {"classes": classes, "targets": d["targets"], "dataset": d["dataset"],
-                "preprocess": preprocess_meta(cfg, train_rows), "metrics": metrics, "train_config": cfg}
+                "preprocess": spec.to_dict(), "metrics": metrics, "train_config": cfg}
         save_checkpoint(run_dir / "best.pt", model, meta)
         if test_rows and not regression:
             from . import evaluate
@@ -552,50 +378,5 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
                                out_dir=run_dir / f"eval_{d['test_split']}", batch_size=d["batch_size"],
                                dataset=d["dataset"])
             result.update({f"test/{k}": res[k] for k in ("accuracy", "f1_weighted", "f1_macro", "uar")})
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+        atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1))
     return result
-
-
-# ============================================================================ synthetic data
-
-def make_synthetic_cache(out_dir: str | Path, classes: tuple[str, ...] = ("anger", "happiness", "neutral"),
-                         n_per_class: dict | None = None, seconds: float = 2.0, fps: float = 5.0,
-                         dataset: str = "synthetic", seed: int = 0) -> Path:
-    """A tiny learnable cache without any media decoding (tests, smoke runs): class k has a
-    tinted face/context and a tone at 220·(k+1) Hz. Mixes full clips, audio-only clips,
-    video-only clips, still images and clips where the face is found in only some frames.
-    n_per_class: {split: count}, default {"train": 8, "dev": 3, "test": 3}."""
-    rng = np.random.default_rng(seed)
-    out = Path(out_dir)
-    (out / cache.ENTRIES).mkdir(parents=True, exist_ok=True)
-    n_per_class = n_per_class or {"train": 8, "dev": 3, "test": 3}
-    i = 0
-    for split, n in n_per_class.items():
-        for k, label in enumerate(classes):
-            for j in range(n):
-                kind = ["full", "full", "audio", "video", "image", "partial"][(j + k) % 6]
-                nf = 1 if kind == "image" else (0 if kind == "audio" else int(seconds * fps))
-                tint = np.zeros(3)
-                tint[k % 3] = 90.0
-                base = rng.integers(0, 120, (nf, 112, 112, 3)).astype(np.float32)
-                face = np.clip(base + tint + 40, 0, 255).astype(np.uint8)
-                context = np.clip(base[:, ::-1] + tint / 2, 0, 255).astype(np.uint8)
-                face_mask = np.ones(nf, bool)
-                if kind == "partial":
-                    face_mask[::2] = False
-                    face[~face_mask] = 0
-                has_audio = kind not in ("video", "image")
-                tt = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-                f0 = 220.0 * (k + 1) * rng.uniform(0.95, 1.05)
-                audio = (0.3 * np.sin(2 * np.pi * f0 * tt) + 0.02 * rng.normal(size=tt.size)).astype(np.float32) \
-                    if has_audio else np.zeros(0, np.float32)
-                key = f"{dataset}_{split}_{label}_{j:03d}"
-                meta = {"label": label, "speaker": f"spk{j % 4 if split == 'train' else 10 + j % 2}", "split": split,
-                        "dataset": dataset, "duration": 0.0 if kind == "image" else seconds, "fps": fps,
-                        "has_video": nf > 0, "has_audio": has_audio,
-                        "valence": float(k) / max(1, len(classes) - 1), "arousal": float(j % 2)}
-                cache.write_entry(out, key, {"face": face, "context": context, "face_mask": face_mask,
-                                             "audio": audio}, meta)
-                i += 1
-    cache.rebuild_index(out)
-    return out

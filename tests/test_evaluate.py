@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from emolite import evaluate, models, train
+from emolite import evaluate, metrics, models, train
+from emolite.demo import make_synthetic_cache
 from emolite.errors import EmoliteError
 
 torch.set_num_threads(1)
@@ -24,7 +25,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_metrics_json_and_png(ckpt, tmp_path):
-    cache = train.make_synthetic_cache(tmp_path / "c", classes=("anger", "happiness", "neutral"),
+    cache = make_synthetic_cache(tmp_path / "c", classes=("anger", "happiness", "neutral"),
                                        n_per_class={"test": 3})
     res = evaluate.run(ckpt, cache, split="test", out_dir=tmp_path / "out")
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -43,14 +44,14 @@ def test_metrics_json_and_png(ckpt, tmp_path):
 
 def test_label_set_mapping_drops_unknown(ckpt, tmp_path, capsys):
     # RAVDESS-like data: "calm" has no counterpart in the MELD label set
-    cache = train.make_synthetic_cache(tmp_path / "r", classes=("calm", "happiness", "sadness"),
+    cache = make_synthetic_cache(tmp_path / "r", classes=("calm", "happiness", "sadness"),
                                        n_per_class={"test": 2})
     res = evaluate.run(ckpt, cache, split="test", out_dir=tmp_path / "o")
     assert res["dropped_labels"] == ["calm"] and res["dropped_samples"] == 2 and res["n"] == 4
     assert res["label_mapping"] == {"happiness": "happiness", "sadness": "sadness"}
     assert "calm" in capsys.readouterr().out
     # only unknown classes -> a clear error
-    cache2 = train.make_synthetic_cache(tmp_path / "x", classes=("calm", "boredom"), n_per_class={"test": 1})
+    cache2 = make_synthetic_cache(tmp_path / "x", classes=("calm", "boredom"), n_per_class={"test": 1})
     with pytest.raises(EmoliteError, match="no sample's class"):
         evaluate.run(ckpt, cache2, split="test", out_dir=tmp_path / "o2")
     with pytest.raises(EmoliteError, match="splits here: test"):
@@ -58,9 +59,9 @@ def test_label_set_mapping_drops_unknown(ckpt, tmp_path, capsys):
 
 
 def test_metric_registry():
-    ms = evaluate.build_metrics(["acc", "f1_weighted", "f1_macro", "uar"], 3)
+    ms = metrics.build_metrics(["acc", "f1_weighted", "f1_macro", "uar"], 3)
     y = torch.tensor([0, 1, 2, 2])
-    vals = evaluate.metric_values(ms(torch.nn.functional.one_hot(y, 3).float(), y))
+    vals = metrics.metric_values(ms(torch.nn.functional.one_hot(y, 3).float(), y))
     assert all(v == pytest.approx(1.0) for v in vals.values())
     with pytest.raises(EmoliteError, match="unknown metric"):
-        evaluate.build_metrics(["nope"], 3)
+        metrics.build_metrics(["nope"], 3)

@@ -158,22 +158,11 @@ def test_checkpoint_roundtrip(tmp_path):
         models.load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_fuse_bn_and_fast_maxpool_match():
+def test_fast_maxpool_matches_torch():
     from emolite.models.audio import MaxPool2x
     x = torch.randn(2, 3, 9, 11)
     torch.testing.assert_close(MaxPool2x(2)(x), torch.nn.functional.max_pool2d(x, 2))
     torch.testing.assert_close(MaxPool2x(1)(x[:, :, 0]), torch.nn.functional.max_pool1d(x[:, :, 0], 2))
-    torch.manual_seed(0)
-    m = build_model("attention", 3, **TINY).train()
-    with torch.no_grad():                      # make BN statistics non-trivial
-        for _ in range(2):
-            m(example_batch(4, 2, 0.5, seed=3))
-    m.eval()
-    f = models.fuse_bn(m)
-    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in f.encoders["face"].modules())
-    x = example_batch(2, 2, 0.5)
-    with torch.no_grad():
-        torch.testing.assert_close(f(x), m(x), rtol=1e-4, atol=1e-4)
 
 
 def test_band_norm_removes_level_and_old_configs_keep_batchnorm(tmp_path):

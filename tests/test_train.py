@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from emolite import config, train
+from emolite import config, loader, train
+from emolite.demo import make_synthetic_cache
 from emolite.errors import EmoliteError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ SMOKE = ROOT / "configs" / "smoke.toml"
 @pytest.fixture(scope="module")
 def syn_cache(tmp_path_factory):
     # 7 train items/class x 3 classes, batch 4, drop_last -> 5 steps per epoch
-    return train.make_synthetic_cache(tmp_path_factory.mktemp("cache"), n_per_class={"train": 7, "dev": 2, "test": 2})
+    return make_synthetic_cache(tmp_path_factory.mktemp("cache"), n_per_class={"train": 7, "dev": 2, "test": 2})
 
 
 def _cfg(cache_dir, out_dir, name, *extra):
@@ -98,7 +99,7 @@ def test_transfer_init_new_head(full_run, tmp_path):
         if not k.startswith("head."):
             torch.testing.assert_close(sd[k], src[k])
     # end to end on another label set, one step
-    cache2 = train.make_synthetic_cache(tmp_path / "c2", classes=("anger", "sadness"),
+    cache2 = make_synthetic_cache(tmp_path / "c2", classes=("anger", "sadness"),
                                         n_per_class={"train": 4, "dev": 2})
     cfg = _cfg(cache2, tmp_path, "ft", f'model.init="{best}"', "optim.max_steps=2", 'data.test_split=""')
     out = train.run(cfg)
@@ -109,7 +110,7 @@ def test_transfer_init_new_head(full_run, tmp_path):
 def test_dataset_windows_and_masks(syn_cache):
     from emolite import cache
     rows = {r["key"]: r for r in cache.read_index(syn_cache)}
-    ds = train.ClipDataset(list(rows.values()), [0] * len(rows), frames=4, seconds=1.0)
+    ds = loader.ClipDataset(list(rows.values()), [0] * len(rows), frames=4, seconds=1.0)
     kinds = {}
     for i, r in enumerate(ds.rows):
         s = ds[i]
@@ -118,7 +119,7 @@ def test_dataset_windows_and_masks(syn_cache):
     assert not kinds[(False, True)]["context_mask"].any() and kinds[(False, True)]["audio_mask"]
     assert kinds[(True, False)]["context_mask"].all() and not kinds[(True, False)]["audio_mask"]
     # training samples: deterministic in (seed, epoch, position, index), different across epochs
-    tr = train.ClipDataset(ds.rows, ds.targets, 4, 1.0, train=True, augment={"prob": 1.0}, seed=3)
+    tr = loader.ClipDataset(ds.rows, ds.targets, 4, 1.0, train=True, augment={"prob": 1.0}, seed=3)
     i = next(i for i, r in enumerate(ds.rows) if r["has_audio"] and r["has_video"] and r["n_frames"] > 1)
     a, b, c = tr[(i, 0, 0)], tr[(i, 0, 0)], tr[(i, 1, 0)]
     assert np.array_equal(a["audio"], b["audio"]) and np.array_equal(a["context"], b["context"])
@@ -126,13 +127,13 @@ def test_dataset_windows_and_masks(syn_cache):
 
 
 def test_sampler_resume_skip_and_weighted():
-    s = train.EpochBatchSampler(10, 3, "shuffle", seed=1)
+    s = loader.EpochBatchSampler(10, 3, "shuffle", seed=1)
     s.set_epoch(2)
     full = list(s)
     s.skip_epoch, s.skip = 2, 2
     assert list(s) == full[2:] and list(s) == full        # skip applies once
     w = torch.tensor([1.0] * 9 + [100.0])
-    ws = train.EpochBatchSampler(10, 10, "weighted", weights=w, seed=0)
+    ws = loader.EpochBatchSampler(10, 10, "weighted", weights=w, seed=0)
     assert sum(i == 9 for i in next(iter(ws))) > 5
 
 

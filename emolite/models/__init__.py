@@ -16,20 +16,18 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..errors import EmoliteError
+from ..faces import CONTEXT_SIZE, FACE_SIZE
+from ..fsio import atomic_path
+from ..inputs import FRAMES, SECONDS
+from ..media import SAMPLE_RATE
 from ..registry import MODELS, lookup, register_model
 from .net import MODALITIES, EmoNet
-
-FRAMES = 8           # T: frames per clip window
-SECONDS = 4.0        # audio window
-SAMPLE_RATE = 16000
-FACE_SIZE = 112
 
 # Keys added after the first release, with the behaviour a saved config without them had.
 LEGACY_DEFAULTS = {"audio_norm": "batch", "audio_specaug": False}
@@ -110,20 +108,21 @@ def build_model(name_or_cfg: str | dict | None = None, num_classes: int = 7, **o
 
 
 def example_batch(B: int = 1, T: int = FRAMES, seconds: float = SECONDS, size: int = FACE_SIZE,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, context_size: int = CONTEXT_SIZE) -> dict:
     """A random input dict with every modality present."""
     g = torch.Generator().manual_seed(seed)
     return {
-        "face": torch.rand(B, T, 3, size, size, generator=g),
-        "context": torch.rand(B, T, 3, size, size, generator=g),
-        "audio": 0.1 * torch.randn(B, int(seconds * SAMPLE_RATE), generator=g),
-        "face_mask": torch.ones(B, T, dtype=torch.bool),
-        "context_mask": torch.ones(B, T, dtype=torch.bool),
-        "audio_mask": torch.ones(B, dtype=torch.bool),
+        "face": torch.rand(B, T, 3, size, size, generator=g),                        # B×T×3×H×W in [0, 1]
+        "context": torch.rand(B, T, 3, context_size, context_size, generator=g),     # B×T×3×H×W in [0, 1]
+        "audio": 0.1 * torch.randn(B, int(seconds * SAMPLE_RATE), generator=g),      # B×S, 16 kHz mono
+        "face_mask": torch.ones(B, T, dtype=torch.bool),                             # B×T
+        "context_mask": torch.ones(B, T, dtype=torch.bool),                          # B×T
+        "audio_mask": torch.ones(B, dtype=torch.bool),                               # B
     }
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only trainable ones)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -171,68 +170,46 @@ def count_macs(model: nn.Module, example: dict) -> int:
     return total[0]
 
 
-def fuse_bn(model: nn.Module) -> nn.Module:
-    """Inference copy with every Conv→BatchNorm pair folded into the conv (eval mode only).
-
-    Same outputs (to ~1e-6) with fewer memory-bound ops (up to ~2× faster face encoder when
-    measured on a quiet CPU; ONNX Runtime does this folding itself). Use it for serving, not
-    for training or saving (its state_dict has no BN entries)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    model = copy.deepcopy(model).eval()
-    for sub in model.modules():
-        if isinstance(sub, nn.Sequential):
-            for i in range(len(sub) - 1):
-                conv, bn = sub[i], sub[i + 1]
-                if isinstance(conv, (nn.Conv1d, nn.Conv2d)) and isinstance(bn, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                    sub[i] = fuse_conv_bn_eval(conv, bn)
-                    sub[i + 1] = nn.Identity()
-    return model
-
-
 def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None) -> Path:
-    """Plain torch.save of {"state_dict", "meta"}; meta is JSON-only (model config, classes, ...),
-    so `load_checkpoint` can use weights_only=True. Atomic: temp file + os.replace."""
+    """Plain torch.save of {"state_dict", "meta"}; meta is JSON-only (model config, classes, the
+    InputSpec as "preprocess", ...), so `load_checkpoint` can use weights_only=True. Atomic."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = _jsonable({**(meta or {}), "model": getattr(model, "cfg", {}),
                       "num_classes": int(getattr(model, "num_classes", 0) or (meta or {}).get("num_classes", 0))})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "meta": meta}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
-                    fuse: bool = False) -> tuple[nn.Module, dict]:
-    """(model in eval mode, meta). Never unpickles arbitrary objects. fuse=True folds BatchNorm
-    into the convs (faster inference; see `fuse_bn`)."""
-    from ..errors import EmoliteError
-
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """(state_dict, meta) of an emolite checkpoint (.pt) or of one of our Lightning checkpoints
+    (.ckpt, meta from its "emolite" entry). The one reader of checkpoint files: weights_only."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise EmoliteError("checkpoint not found", path) from None
     except Exception as e:
         raise EmoliteError(f"not an emolite checkpoint ({type(e).__name__})", path) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
-        raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
-    meta = ckpt["meta"]
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and "meta" in ckpt:
+        return ckpt["state_dict"], ckpt["meta"]
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and "emolite" in ckpt:
+        sd = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+        return sd, ckpt["emolite"]
+    raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode, meta). Never unpickles arbitrary objects."""
+    state, meta = read_checkpoint(path, map_location)
     num_classes = int(meta.get("num_classes") or len(meta.get("classes", [])))
     model = build_model(meta.get("model", {}), num_classes)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return (fuse_bn(model) if fuse else model), meta
+    model.load_state_dict(state)
+    return model.eval(), meta
 
 
 INPUT_NAMES = ["face", "context", "audio", "face_mask", "context_mask", "audio_mask"]
@@ -247,18 +224,20 @@ class OnnxWrapper(nn.Module):
         self.model = model
 
     def forward(self, face, context, audio, face_mask, context_mask, audio_mask):
+        # face, context: B×T×3×H×W float in [0,1]; audio: B×S float 16 kHz; masks: B×T, B×T, B bool
         logits = self.model({"face": face, "context": context, "audio": audio, "face_mask": face_mask,
                              "context_mask": context_mask, "audio_mask": audio_mask})
         return logits, torch.softmax(logits, dim=-1)
 
 
 def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: float = SECONDS,
-                opset: int = 17) -> Path:
-    """Export to one ONNX graph (TorchScript exporter). Batch, T and audio length are dynamic axes."""
+                opset: int = 17, face_size: int = FACE_SIZE, context_size: int = CONTEXT_SIZE) -> Path:
+    """Export to one ONNX graph (TorchScript exporter). Batch, T and audio length are dynamic axes;
+    the crop sizes are fixed to the model's InputSpec (face_size, context_size)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    ex = example_batch(1, T, seconds)
+    ex = example_batch(1, T, seconds, face_size, context_size=context_size)   # batch, T and S stay dynamic
     args = tuple(ex[k] for k in INPUT_NAMES)
     dyn = {"face": {0: "batch", 1: "frames"}, "context": {0: "batch", 1: "frames"}, "audio": {0: "batch", 1: "samples"},
            "face_mask": {0: "batch", 1: "frames"}, "context_mask": {0: "batch", 1: "frames"},
@@ -278,4 +257,5 @@ def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: fl
 
 
 __all__ = ["MODEL_DEFAULTS", "FRAMES", "SECONDS", "build_model", "model_config", "example_batch", "count_params",
-           "count_macs", "fuse_bn", "save_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper", "EmoNet"]
+           "count_macs", "save_checkpoint", "read_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper",
+           "EmoNet"]

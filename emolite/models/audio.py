@@ -39,12 +39,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16000
+from ..errors import EmoliteError
+from ..media import SAMPLE_RATE
+from ..registry import AUDIO_ENCODERS, lookup, register_audio_encoder
+
 N_FFT = 400        # 25 ms window
-HOP = 160          # 10 ms hop -> 100 frames/s
+HOP_LENGTH = 160   # samples between STFT frames: 10 ms -> 100 frames/s
 N_MELS = 64
 FMIN, FMAX = 50.0, 8000.0
 LOG_EPS = 1e-6
+PAD_MARGIN = 1.0      # a frame is padding when every band is within this of the log floor
 NORM_EPS = 1e-5
 NORMS = ("band", "batch")
 SPEC_MASKS = 2         # SpecAugment (training only): this many frequency and time masks per clip,
@@ -77,7 +81,7 @@ def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SAMPLE_RA
 class LogMel(nn.Module):
     """Waveform B×S -> log-mel B×n_mels×frames, with Conv ops only (ONNX-friendly)."""
 
-    def __init__(self, n_mels: int = N_MELS, n_fft: int = N_FFT, hop: int = HOP):
+    def __init__(self, n_mels: int = N_MELS, n_fft: int = N_FFT, hop: int = HOP_LENGTH):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         n_bins = n_fft // 2 + 1
@@ -140,12 +144,19 @@ def lflb1d(cin: int, cout: int) -> nn.Sequential:
 
 
 class BandNorm(nn.Module):
-    """Per-utterance, per-mel-band mean/variance normalisation over time (B×1×M×T)."""
+    """Per-utterance, per-mel-band mean/variance normalisation over time (B×1×M×T).
+
+    Statistics come from frames that hold sound only: the zero padding that makes a short
+    utterance the model's length (log-mel at the log floor in every band) would otherwise be
+    averaged in and shift every band by how much padding there was. Padded frames come out 0
+    (the band mean)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(dim=-1, keepdim=True)
-        std = (x - mean).pow(2).mean(dim=-1, keepdim=True).add(NORM_EPS).sqrt()
-        return (x - mean) / std
+        valid = (x.amax(dim=-2, keepdim=True) > math.log(LOG_EPS) + PAD_MARGIN).to(x.dtype)   # B×1×1×T
+        n = valid.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        mean = (x * valid).sum(dim=-1, keepdim=True) / n
+        std = ((x - mean).pow(2) * valid).sum(dim=-1, keepdim=True).div(n).add(NORM_EPS).sqrt()
+        return (x - mean) / std * valid
 
 
 def spec_augment(x: torch.Tensor) -> torch.Tensor:
@@ -197,7 +208,7 @@ class AudioEncoder1D(nn.Module):
 
     def __init__(self, out_dim: int = 128, channels: tuple = (64, 64, 96, 128), hidden: int = 128):
         super().__init__()
-        self.front = nn.Sequential(nn.Conv1d(1, channels[0], N_FFT, stride=HOP, padding=N_FFT // 2, bias=False),
+        self.front = nn.Sequential(nn.Conv1d(1, channels[0], N_FFT, stride=HOP_LENGTH, padding=N_FFT // 2, bias=False),
                                    nn.BatchNorm1d(channels[0]), nn.ELU(inplace=True))
         self.cnn = nn.Sequential(*[lflb1d(channels[i], channels[i + 1]) for i in range(len(channels) - 1)])
         self.lstm = nn.LSTM(channels[-1], hidden, batch_first=True)
@@ -210,14 +221,21 @@ class AudioEncoder1D(nn.Module):
         return self.proj(torch.cat([h[-1], out.mean(1)], dim=1))
 
 
+@register_audio_encoder("2d")
+def _encoder_2d(out_dim: int, n_mels: int, hidden: int, channels: tuple | None, norm: str,
+                specaug: bool) -> nn.Module:
+    return AudioEncoder2D(out_dim, n_mels, tuple(channels or (16, 32, 48, 64)), hidden, norm, specaug)
+
+
+@register_audio_encoder("1d")
+def _encoder_1d(out_dim: int, n_mels: int, hidden: int, channels: tuple | None, norm: str,
+                specaug: bool) -> nn.Module:
+    return AudioEncoder1D(out_dim, tuple(channels or (64, 64, 96, 128)), hidden)
+
+
 def build_audio_encoder(kind: str = "2d", out_dim: int = 128, n_mels: int = N_MELS, hidden: int = 128,
                         channels: tuple | None = None, norm: str = "band", specaug: bool = False) -> nn.Module:
-    from ..errors import EmoliteError
-
+    """The voice encoder registered as `kind` (config model.audio_kind: 2d | 1d | a plugin's)."""
     if norm not in NORMS:
         raise EmoliteError(f"unknown audio_norm '{norm}'; choose {' or '.join(NORMS)}")
-    if kind == "2d":
-        return AudioEncoder2D(out_dim, n_mels, tuple(channels or (16, 32, 48, 64)), hidden, norm, specaug)
-    if kind == "1d":
-        return AudioEncoder1D(out_dim, tuple(channels or (64, 64, 96, 128)), hidden)
-    raise EmoliteError(f"unknown audio encoder kind '{kind}'; choose 2d or 1d")
+    return lookup(AUDIO_ENCODERS, kind, "audio encoder kind")(out_dim, n_mels, hidden, channels, norm, specaug)

@@ -1,4 +1,4 @@
-"""Fusion of per-modality embeddings into one vector, chosen by name (`FUSIONS`).
+"""Fusion of per-modality embeddings into one vector, chosen by name (`emolite.registry.FUSIONS`).
 
 Every fusion gets the same inputs: a list of B×D_m embeddings and a B×M "present" mask. An
 absent modality's embedding is replaced by a learned per-modality "missing" token before
@@ -8,20 +8,12 @@ and gated fusion additionally mask it out of their weights. One code path for an
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 
-FUSIONS: dict[str, Callable] = {}
+from ..registry import FUSIONS, lookup, register_fusion
+
 NEG = -1e4   # finite "minus infinity": stays finite in fp16 and in ONNX
-
-
-def register_fusion(name: str) -> Callable:
-    def deco(cls: Callable) -> Callable:
-        FUSIONS[name] = cls
-        return cls
-    return deco
 
 
 class _Base(nn.Module):
@@ -110,5 +102,5 @@ class AttentionFusion(_Base):
 
 
 def build_fusion(name: str, in_dims: list[int], d: int, dropout: float = 0.1) -> nn.Module:
-    from ..registry import lookup
+    """The fusion registered as `name`, for modalities of the given embedding sizes."""
     return lookup(FUSIONS, name, "fusion")(in_dims, d, dropout)

@@ -53,6 +53,8 @@ def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class EmoNet(nn.Module):
+    """Encoders per modality -> masked GRUs over time (visual streams) -> fusion -> linear head."""
+
     def __init__(self, cfg: dict, num_classes: int):
         super().__init__()
         self.cfg = dict(cfg)
@@ -81,13 +83,10 @@ class EmoNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(float(cfg["dropout"])), nn.Linear(d, num_classes))
         self.num_classes = num_classes
 
-    def reset_head(self, num_classes: int) -> None:
-        """New classifier for a new label set (transfer learning)."""
-        self.head[-1] = nn.Linear(self.head[-1].in_features, num_classes)
-        self.num_classes = num_classes
-
     def embed(self, batch: dict) -> torch.Tensor:
         """Fused B×d vector (before the head)."""
+        # batch["face"], batch["context"]: B×T×3×H×W float in [0,1]; batch["face_mask"], ["context_mask"]: B×T bool
+        # batch["audio"]: B×S float, 16 kHz mono; batch["audio_mask"]: B bool
         embs, present = [], []
         for m in self.modalities:
             if m in VISUAL:
@@ -106,4 +105,5 @@ class EmoNet(nn.Module):
         return self.fusion(embs, present)
 
     def forward(self, batch: dict) -> torch.Tensor:
+        """Input dict (see `embed`) -> logits B×C."""
         return self.head(self.embed(batch))

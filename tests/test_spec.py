@@ -1,0 +1,93 @@
+"""The input record (InputSpec) travels from the cache to the checkpoint to the ONNX file and
+is what analyze and predict use: a model trained on non-default crops is fed those crops."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emolite import analyze, config, faces, preprocess, train
+from emolite.export import export
+from emolite.inference import load_model
+from emolite.spec import InputSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+CUSTOM = {"face_size": 64, "context_size": 48, "margin": 0.4, "align": True, "fps": 2.0}
+
+
+def test_record_round_trip_and_old_checkpoints():
+    spec = InputSpec(face_size=64, margin=0.4, align=True, detector="whole")
+    assert InputSpec.from_dict({**spec.to_dict(), "jpeg_quality": 90, "version": 1}) == spec
+    assert dict(spec)["face_size"] == 64 and spec["detector"] == "whole" and spec.get("nope", 1) == 1
+    m = load_model()   # the shipped model's metadata predates the record: missing fields take the defaults
+    assert (m.frames, m.seconds) == (8, 3.0)
+    p = m.preprocessing
+    assert (p["face_size"], p["detector"], p["margin"], p["align"]) == (112, faces.DETECTOR, faces.MARGIN, False)
+
+
+@pytest.fixture(scope="module")
+def custom_model(tmp_path_factory, clip):
+    """A tiny model trained on a cache made with face 64 px, context 48 px, margin 0.4, aligned."""
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("custom")
+    for split in ("train", "dev"):
+        for label in ("anger", "happiness"):
+            (tmp / "data" / split / label).mkdir(parents=True)
+            shutil.copy(clip, tmp / "data" / split / label / f"{label}.mp4")
+    s = preprocess.run("folder", tmp / "data", tmp / "cache", workers=1, progress=False, **CUSTOM)
+    assert s["done"] == 4 and s["failed"] == 0
+    cfg = config.load_config(ROOT / "configs" / "smoke.toml", [
+        f'data.cache_dir="{s["cache"]}"', f'trainer.out_dir="{tmp / "runs"}"', 'trainer.name="custom"',
+        "optim.epochs=1", "data.batch_size=2", "augment.enabled=false"])
+    res = train.run(cfg)
+    return Path(res["best_checkpoint"])
+
+
+def test_train_copies_the_record_into_the_checkpoint(custom_model):
+    spec = load_model(custom_model).spec
+    assert spec == InputSpec(frames=4, audio_seconds=1.0, **CUSTOM)
+
+
+def test_analyze_and_predict_use_the_record(custom_model, clip, monkeypatch):
+    model = load_model(custom_model)
+    calls, shapes = [], []
+    real_features, real_predict = analyze.window_features, model.predict_inputs
+
+    def spy_features(w, detector, face_size, context_size, margin, align, **kw):
+        calls.append((face_size, context_size, margin, align))
+        return real_features(w, detector, face_size, context_size, margin, align, **kw)
+
+    def spy_predict(batch):
+        shapes.append((batch["face"].shape[-1], batch["context"].shape[-1]))
+        return real_predict(batch)
+
+    monkeypatch.setattr(analyze, "window_features", spy_features)
+    model.predict_inputs = spy_predict
+    r = model.analyze(clip)
+    assert r.windows and set(calls) == {(64, 48, 0.4, True)} and set(shapes) == {(64, 48)}
+    assert any(w.face_found for w in r.windows)
+    shapes.clear()
+    model.predict(face=np.zeros((120, 100, 3), np.uint8), audio=np.zeros(8000, np.float32))
+    assert shapes == [(64, 48)]
+
+
+def test_onnx_export_keeps_the_record(custom_model, clip, tmp_path):
+    rep = export(custom_model, tmp_path / "m.onnx")
+    assert rep["max_abs_prob_diff"] <= 1e-4
+    onnx_model, torch_model = load_model(tmp_path / "m.onnx"), load_model(custom_model)
+    assert onnx_model.spec == torch_model.spec and onnx_model.spec.face_size == 64
+    a, b = torch_model.analyze(clip), onnx_model.analyze(clip)
+    for wa, wb in zip(a.windows, b.windows):
+        assert max(abs(wa.probs[c] - wb.probs[c]) for c in wa.probs) <= 1e-4
+
+
+def test_files_dataset_loads_in_a_fresh_interpreter(tmp_path, audio_only):
+    shutil.copy(audio_only, tmp_path / "v.wav")
+    code = ("import sys; from emolite.data import load_dataset; "
+            "items, _ = load_dataset('files', sys.argv[1]); print(len(items))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
