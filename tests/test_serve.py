@@ -288,3 +288,35 @@ def test_bad_uploads_are_refused(model, client, bad_files, clip):
     with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0))) as short:
         r = post(short, clip.name, clip.read_bytes())
         assert r.status_code == 400 and "over the limit of 1 s" in r.json()["detail"]
+
+
+def test_served_with_the_models_own_input_settings(model, monkeypatch):
+    """A model trained with other crops, frame rate and input length is fed exactly those live."""
+    import dataclasses
+
+    from emolite.serve import session as SS
+
+    pre = {**model.meta.get("preprocess", {}), "face_size": 64, "context_size": 80, "margin": 0.4, "align": True,
+           "fps": 4.0, "frames": 6, "audio_seconds": 3.0, "window_seconds": 2.5}
+    other = dataclasses.replace(model, meta={**model.meta, "preprocess": pre})
+    shapes, crops = [], []
+
+    def predict_inputs(batch):
+        shapes.append({k: v.shape for k, v in batch.items()})
+        return np.full((1, len(other.classes)), 1 / len(other.classes), np.float32)
+
+    def window_features(window, detector, *args, **kw):
+        crops.append((*args, kw["fps"]))
+        return real(window, detector, *args, **kw)
+
+    real = SS.window_features
+    monkeypatch.setattr(SS, "window_features", window_features)
+    other.predict_inputs = predict_inputs
+    with TestClient(create_app(other)) as c, c.websocket_connect("/ws") as ws:
+        assert hello(ws)["window_s"] == 2.5
+        ws.send_bytes(pcm_msg(1.0))
+        ws.send_bytes(frame_msg(0))
+        assert Inbox(ws).next("label")["face_found"]
+    assert crops[0] == (64, 80, 0.4, True, 4.0)
+    assert shapes[0]["face"] == (1, 6, 3, 64, 64) and shapes[0]["context"] == (1, 6, 3, 80, 80)
+    assert shapes[0]["audio"] == (1, 3 * P.SAMPLE_RATE)

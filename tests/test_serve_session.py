@@ -19,10 +19,10 @@ from emolite.faces import Face
 from emolite.serve import protocol as P
 from emolite.serve import session as S
 from emolite.serve.follow import FaceFollower, follow_faces
+from emolite.spec import InputSpec
 
 SR = P.SAMPLE_RATE
-SETTINGS = S.LiveSettings(window=2.0, fps=5.0, sample_rate=SR, face_size=48, context_size=32, margin=0.25,
-                          align=False, frames=8, seconds=4.0, modalities=("face", "context", "audio"))
+SETTINGS = S.LiveSettings(InputSpec(face_size=48, context_size=32), ("face", "context", "audio"))
 BOX = np.array([100, 60, 200, 180], np.float32)
 
 
@@ -136,15 +136,12 @@ def test_server_messages():
 
 
 def test_live_settings_come_from_the_model():
-    from emolite.spec import InputSpec
-
     spec = InputSpec(face_size=64, context_size=96, margin=0.4, align=True, fps=4.0, window_seconds=3.0)
-    model = SimpleNamespace(preprocessing=spec, frames=6, seconds=3.0, modalities=["face", "audio"])
+    model = SimpleNamespace(spec=spec, modalities=["face", "audio"])
     s = S.live_settings(model)
-    assert (s.face_size, s.context_size, s.margin, s.align, s.fps, s.window) == (64, 96, 0.4, True, 4.0, 3.0)
-    assert (s.frames, s.seconds, s.sample_rate, s.window_samples) == (6, 3.0, SR, 3 * SR)
-    assert s.use_video and s.use_audio
-    model.preprocessing = spec.replace(sample_rate=8000)
+    assert s.spec is spec and (s.fps, s.window, s.window_samples) == (4.0, 3.0, 3 * SR)
+    assert s.use_video and s.use_audio and not S.LiveSettings(spec, ("audio",)).use_video
+    model.spec = spec.replace(sample_rate=8000)
     with pytest.raises(EmoliteError, match="8000 Hz"):
         S.live_settings(model)
 

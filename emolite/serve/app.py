@@ -313,7 +313,7 @@ class Connection:
     async def run(self) -> None:
         s, srv, model = self.s, self.srv, self.srv.model
         await self.send(P.hello(s.id, model.classes, model.modalities, srv.settings.window, srv.limits,
-                                srv.settings.sample_rate))
+                                srv.settings.spec.sample_rate))
         task = asyncio.create_task(self.worker())
         try:
             while not task.done():
@@ -432,11 +432,11 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
               "(browsers only give the camera to https pages or localhost)", file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     model = load_model(model_path, device=device, threads=threads)
-    pre = model.preprocessing
-    if pre["detector"] == "retinaface":   # sets the shared onnxruntime session's thread count
-        get_detector("retinaface", side=pre["detect_side"], threads=threads)
+    spec = model.spec
+    if spec.detector == "retinaface":   # sets the shared onnxruntime session's thread count
+        get_detector("retinaface", side=spec.detect_side, threads=threads)
     model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
-    model.predict(audio=np.zeros(live_settings(model).sample_rate, np.float32))
+    model.predict(audio=np.zeros(spec.sample_rate, np.float32))
     app = create_app(model, limits, workers, detect_every, model_every, model_workers)
     print(f"emolite: open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/ in a browser", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,

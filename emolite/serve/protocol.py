@@ -19,7 +19,8 @@ Client -> server, text messages (JSON objects):
 
 Server -> client (JSON text):
 
-  {"type": "hello", "session": str, "classes": [...], "modalities": [...], "limits": {...}, "window_s": 2.0}
+  {"type": "hello", "session": str, "classes": [...], "modalities": [...], "limits": {...},
+   "window_s": the model's window in seconds (2.0 by default)}
   {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
    x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null

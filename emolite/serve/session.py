@@ -26,6 +26,7 @@ from ..errors import EmoliteError
 from ..faces import Detector, track
 from ..features import Features, window_features
 from ..inference import EmotionModel, Prediction
+from ..spec import InputSpec
 from . import protocol as P
 from .follow import FaceFollower
 
@@ -39,19 +40,26 @@ LIVE_FPS = (1.0, 30.0)  # a client's measured frame rate is clipped to this rang
 
 @dataclass(frozen=True)
 class LiveSettings:
-    """What the model sees, read once from the model (`live_settings`), never hard-coded in serve."""
+    """The model's input record plus what live serving adds; read once from the model
+    (`live_settings`), never hard-coded in serve."""
 
-    window: float               # s of frames and audio per prediction
-    fps: float                  # nominal frame rate: frame times inside a window (the memo's keys)
-    sample_rate: int            # Hz of the window's audio
-    face_size: int
-    context_size: int
-    margin: float
-    align: bool
-    frames: int                 # T: frames per model input
-    seconds: float              # audio seconds per model input
+    spec: InputSpec             # crops, fps, sample rate, window, T frames, audio seconds: as trained
     modalities: tuple[str, ...]
     max_side: int = media.MAX_SIDE   # px: larger client frames are downscaled before detection
+
+    @property
+    def window(self) -> float:
+        """Seconds of frames and audio per prediction."""
+        return self.spec.window_seconds
+
+    @property
+    def fps(self) -> float:
+        """Nominal frame rate: frame times inside a window (the memo's keys)."""
+        return self.spec.fps
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.spec.window_seconds * self.spec.sample_rate)
 
     @property
     def use_video(self) -> bool:
@@ -61,22 +69,15 @@ class LiveSettings:
     def use_audio(self) -> bool:
         return "audio" in self.modalities
 
-    @property
-    def window_samples(self) -> int:
-        return int(self.window * self.sample_rate)
-
 
 def live_settings(model: EmotionModel) -> LiveSettings:
-    """The model's input settings (its preprocessing record, frames and seconds) for live windows.
-    The window length is the record's (`window_seconds`) when it has one, else `media.WINDOW`."""
-    p = model.preprocessing         # an `emolite.spec.InputSpec` (or, from older code, a dict): read by key
-    if int(p["sample_rate"]) != P.SAMPLE_RATE:
-        raise EmoliteError(f"this model expects {p['sample_rate']} Hz audio but serve's clients send "
+    """The model's `InputSpec` and modalities; refuses a model that expects audio at another
+    rate than clients send."""
+    spec = model.spec
+    if spec.sample_rate != P.SAMPLE_RATE:
+        raise EmoliteError(f"this model expects {spec.sample_rate} Hz audio but serve's clients send "
                            f"{P.SAMPLE_RATE} Hz; use a model trained at {P.SAMPLE_RATE} Hz")
-    return LiveSettings(window=float(p.get("window_seconds") or media.WINDOW), fps=float(p["fps"]),
-                        sample_rate=int(p["sample_rate"]), face_size=int(p["face_size"]),
-                        context_size=int(p["context_size"]), margin=float(p["margin"]), align=bool(p["align"]),
-                        frames=model.frames, seconds=model.seconds, modalities=tuple(model.modalities))
+    return LiveSettings(spec, tuple(model.modalities))
 
 
 @dataclass
@@ -115,8 +116,10 @@ def model_capacity(model_workers: int) -> int:
 def infer(model: EmotionModel, settings: LiveSettings, feats: Features, fps: float | None) -> tuple[np.ndarray, float]:
     """Model pool: the shared window -> inputs path, then one model call. Returns probs, ms."""
     t = time.perf_counter()
-    x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, settings.frames, settings.seconds,
-                      feats.has_video, feats.has_audio, fps=fps)
+    spec = settings.spec
+    x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames, spec.audio_seconds,
+                      feats.has_video, feats.has_audio, fps=fps, face_size=spec.face_size,
+                      context_size=spec.context_size)
     probs = model.predict_inputs(I.stack([x]))[0]
     return probs, (time.perf_counter() - t) * 1000
 
@@ -257,8 +260,9 @@ class Session:
     def features(self, window: media.Window) -> Features:
         """Faces, crops and context for the window through the library (each frame once, via the memo)."""
         s = self.settings
-        feats = window_features(window, self.detect if s.use_video else None, s.face_size, s.context_size,
-                                s.margin, s.align, prev_box=self.prev_box, memo=self.memo, fps=s.fps)
+        spec = s.spec
+        feats = window_features(window, self.detect if s.use_video else None, spec.face_size, spec.context_size,
+                                spec.margin, spec.align, prev_box=self.prev_box, memo=self.memo, fps=spec.fps)
         keep = {memo_key(t) for t in window.times}
         for k in [k for k in self.memo if k not in keep]:
             del self.memo[k]
