@@ -32,6 +32,7 @@ _warned_librosa = False
 # ----------------------------------------------------------------------------- audio
 
 def gain(wav: np.ndarray, rng: np.random.Generator, db: float) -> np.ndarray:
+    """Random gain of ±db decibels (recording level varies between sessions)."""
     return wav * np.float32(10 ** (rng.uniform(-db, db) / 20))
 
 
@@ -131,6 +132,7 @@ def resized_crop(frames: np.ndarray, rng: np.random.Generator, min_scale: float)
 
 
 def hflip(frames: np.ndarray) -> np.ndarray:
+    """Mirror frames left-right (faces are near-symmetric; the label does not change)."""
     return np.ascontiguousarray(frames[:, :, ::-1])
 
 

@@ -99,6 +99,7 @@ def preprocess_size(seconds: float = 4.0, clips: int = 4) -> dict:
 
 
 def run(model_path: str | None = None, seconds: float = 20.0) -> dict:
+    """The `emolite bench` figures as a dict (printed as JSON by the CLI)."""
     out = model_cost(model_path)
     out["analyze"] = analyze_speed(model_path, seconds)
     out["preprocess"] = preprocess_size()

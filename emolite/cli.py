@@ -43,6 +43,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_preprocess(args) -> int:
+    """`emolite preprocess`: exit 2 when any file failed."""
     from . import preprocess
 
     root = Path(args.root)
@@ -68,6 +69,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_analyze(args) -> int:
+    """`emolite analyze`: exit 2 when any file failed."""
     from . import analyze
     from .inference import load_model
 
@@ -80,6 +82,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_train(args) -> int:
+    """`emolite train`."""
     from . import train
     from .config import load_config
 
@@ -95,6 +98,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """`emolite evaluate`."""
     from . import evaluate
 
     res = evaluate.run(args.model, args.cache, split=args.split, out_dir=args.out, dataset=args.dataset or "")
@@ -104,6 +108,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    """`emolite export`: prints the report (parity figures) as JSON."""
     from .export import export
 
     report = export(args.model, args.out, quantize=args.int8, check=True)
@@ -112,6 +117,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """`emolite bench`: prints the figures as JSON."""
     from . import bench
 
     print(json.dumps(bench.run(args.model, args.seconds), indent=1))
@@ -119,6 +125,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    """`emolite serve`."""
     from .serve.app import Limits, serve
 
     given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels,
@@ -130,6 +137,7 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
     p = argparse.ArgumentParser(prog="emolite", description="Multimodal (face + context + voice) emotion recognition.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -216,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: a user error (EmoliteError) prints one line and returns 1; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

@@ -166,6 +166,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def check_config(cfg: dict) -> None:
+    """Refuse values outside their choices, and non-positive sizes, with the valid options."""
     choices = {("data", "sampler"): ("shuffle", "weighted"), ("optim", "scheduler"): ("cosine", "constant"),
                ("optim", "mode"): ("max", "min"), ("optim", "keep"): ("best", "last"), ("augment", "pitch_method"): ("resample", "librosa")}
     for (s, k), ok in choices.items():

@@ -32,12 +32,15 @@ TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.73
 
 @dataclass
 class Face:
+    """One detected face: box, score and (when the detector gives them) 5 landmarks."""
+
     box: np.ndarray          # x1, y1, x2, y2 in frame pixels (float32)
     score: float
     landmarks: np.ndarray | None = None  # 5×2 (eyes, nose, mouth corners) or None
 
     @property
     def area(self) -> float:
+        """Box area in pixels²."""
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
@@ -92,6 +95,7 @@ def retinaface_detector(side: int = DETECT_SIDE, threshold: float = SCORE_THRESH
 
 
 def whole_face(frame: np.ndarray) -> Face:
+    """The whole frame as the face (crops that are a face already)."""
     h, w = frame.shape[:2]
     return Face(np.array([0, 0, w, h], np.float32), 0.0, None)
 
@@ -114,6 +118,7 @@ def get_detector(name: str = DETECTOR, **opts) -> Detector:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[2], b[2]), min(a[3], b[3])
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)

@@ -18,6 +18,8 @@ REGRESSION_LOSSES = {"mse", "ccc"}
 
 
 class CrossEntropy(nn.Module):
+    """Cross-entropy with optional class weights and label smoothing."""
+
     def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
         super().__init__()
         self.register_buffer("weight", weight, persistent=False)
@@ -54,11 +56,15 @@ def ccc(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class CCCLoss(nn.Module):
+    """1 - concordance correlation, averaged over the regression targets."""
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 1 - ccc(pred, target).mean()
 
 
 class MSELoss(nn.Module):
+    """Mean squared error for regression targets."""
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(pred.float(), target.float())
 
@@ -96,6 +102,7 @@ def class_weights(counts: list[int]) -> torch.Tensor:
 
 
 def build_loss(loss_cfg: dict, weights: torch.Tensor | None = None) -> nn.Module:
+    """The loss named in the config's [loss] table (class weights for weighted_ce)."""
     opts = {k: v for k, v in loss_cfg.items() if k not in ("name", "extra")}
     opts.update(loss_cfg.get("extra", {}))
     return lookup(LOSSES, loss_cfg["name"], "loss")(weights, **opts)

@@ -45,10 +45,12 @@ class Window:
 
     @property
     def has_video(self) -> bool:
+        """Whether the window holds at least one frame."""
         return self.frames is not None and len(self.frames) > 0
 
     @property
     def has_audio(self) -> bool:
+        """Whether the window holds at least one audio sample."""
         return self.audio is not None and self.audio.size > 0
 
 

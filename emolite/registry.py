@@ -26,30 +26,37 @@ def _register(table: dict[str, Callable], name: str) -> Callable:
 
 
 def register_dataset(name: str) -> Callable:
+    """Decorator: a dataset loader `(root, **opts) -> (items, problems)` under `name`."""
     return _register(DATASETS, name)
 
 
 def register_model(name: str) -> Callable:
+    """Decorator: a model factory `(cfg, num_classes) -> nn.Module` under `name`."""
     return _register(MODELS, name)
 
 
 def register_loss(name: str) -> Callable:
+    """Decorator: a loss factory `(class_weights, **loss options) -> nn.Module` under `name`."""
     return _register(LOSSES, name)
 
 
 def register_metric(name: str) -> Callable:
+    """Decorator: a metric factory `(n) -> torchmetrics.Metric` under `name`."""
     return _register(METRICS, name)
 
 
 def register_detector(name: str) -> Callable:
+    """Decorator: a face detector factory `(**opts) -> Detector` under `name`."""
     return _register(DETECTORS, name)
 
 
 def register_fusion(name: str) -> Callable:
+    """Decorator: a fusion module class `(in_dims, d, dropout)` under `name`."""
     return _register(FUSIONS, name)
 
 
 def register_audio_encoder(name: str) -> Callable:
+    """Decorator: a voice encoder factory under `name` (config model.audio_kind)."""
     return _register(AUDIO_ENCODERS, name)
 
 

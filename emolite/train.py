@@ -75,6 +75,8 @@ def _speaker_holdout(rows: list[dict], frac: float = HOLDOUT, seed: int = 0) -> 
 
 
 def select_rows(cfg: dict) -> tuple[list[dict], list[dict], list[dict]]:
+    """(train, validation, test) index rows of the cache per the [data] table; without a
+    validation split, a speaker-independent part of train is held out."""
     d = cfg["data"]
     if not d["cache_dir"]:
         raise EmoliteError("no data.cache_dir in the config (set it, or --set data.cache_dir=DIR)")

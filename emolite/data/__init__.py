@@ -24,6 +24,7 @@ class Item:
     key: str = ""             # unique, filesystem-safe id used as the cache entry name
 
     def to_dict(self) -> dict:
+        """Plain dict (stored in each cache entry's metadata)."""
         return asdict(self)
 
 

@@ -91,6 +91,7 @@ def wanted_splits(splits: str | Iterable[str] | None) -> set[str] | None:
 
 
 def keep_splits(items: list[Item], splits: set[str] | None) -> list[Item]:
+    """Only the items of the wanted splits (all when `splits` is None)."""
     return items if splits is None else [it for it in items if it.split in splits]
 
 
