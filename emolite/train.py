@@ -269,6 +269,32 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
+def _make_trainer(cfg: dict, run_dir: Path, ckpt_dir: Path):
+    """The Lightning Trainer per [trainer]/[optim]/[debug], and its best-checkpoint callback."""
+    pl = _lightning()
+    t, o, dbg = cfg["trainer"], cfg["optim"], cfg["debug"]
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=o["monitor"], mode=o["mode"],
+                              save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    step_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step", save_top_k=0, save_last=True,
+                              every_n_train_steps=max(1, int(t["ckpt_every_n_steps"])), enable_version_counter=False)
+    callbacks = [best_cb, step_cb, EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
+                                                   check_on_train_epoch_end=False)]
+    if dbg["kill_after_steps"] > 0:
+        callbacks.append(_kill_callback(int(dbg["kill_after_steps"])))
+    trainer = pl.Trainer(
+        accelerator=t["accelerator"], devices=t["devices"], num_nodes=int(t["num_nodes"]), strategy=t["strategy"],
+        precision=t["precision"], max_epochs=int(o["epochs"]), max_steps=int(o["max_steps"]),
+        gradient_clip_val=o["grad_clip"] or None, callbacks=callbacks, logger=_loggers(run_dir),
+        default_root_dir=str(run_dir), log_every_n_steps=int(t["log_every_n_steps"]),
+        enable_progress_bar=bool(t["progress_bar"]), enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, deterministic=bool(t["deterministic"]),
+        limit_train_batches=dbg["limit_train_batches"] or None, limit_val_batches=dbg["limit_val_batches"] or None,
+    )
+    return trainer, best_cb
+
+
 def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     """Train (or resume) per `cfg`; returns the final metrics (also in <run dir>/metrics.json)."""
     from .config import dump_toml, load_config, load_plugins
@@ -334,26 +360,7 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     module = make_module(cfg, model, classes, weights, train_loader)
     train_loader.progress = lambda: module.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=o["monitor"], mode=o["mode"],
-                              save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
-    step_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step", save_top_k=0, save_last=True,
-                              every_n_train_steps=max(1, int(t["ckpt_every_n_steps"])), enable_version_counter=False)
-    callbacks = [best_cb, step_cb, EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
-                                                   check_on_train_epoch_end=False)]
-    if cfg["debug"]["kill_after_steps"] > 0:
-        callbacks.append(_kill_callback(int(cfg["debug"]["kill_after_steps"])))
-    dbg = cfg["debug"]
-    trainer = pl.Trainer(
-        accelerator=t["accelerator"], devices=t["devices"], num_nodes=int(t["num_nodes"]), strategy=t["strategy"],
-        precision=t["precision"], max_epochs=int(o["epochs"]), max_steps=int(o["max_steps"]),
-        gradient_clip_val=o["grad_clip"] or None, callbacks=callbacks, logger=_loggers(run_dir),
-        default_root_dir=str(run_dir), log_every_n_steps=int(t["log_every_n_steps"]),
-        enable_progress_bar=bool(t["progress_bar"]), enable_model_summary=False, num_sanity_val_steps=0,
-        use_distributed_sampler=False, deterministic=bool(t["deterministic"]),
-        limit_train_batches=dbg["limit_train_batches"] or None, limit_val_batches=dbg["limit_val_batches"] or None,
-    )
+    trainer, best_cb = _make_trainer(cfg, run_dir, ckpt_dir)
     import inspect
     fit_kw = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     ckpt_path = str(last) if resume and last.exists() else None
@@ -364,8 +371,7 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     # Best weights (or, with optim.keep = "last", the final ones already in `model`) -> emolite checkpoint.
     best_path = (best_cb.best_model_path or str(last)) if o["keep"] == "best" else ""
     if best_path and Path(best_path).exists():
-        sd = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-        model.load_state_dict({k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")})
+        model.load_state_dict(read_checkpoint(best_path)[0])
     vals = trainer.validate(module, val_loader, verbose=False)[0]
     metrics = {k: float(v) for k, v in vals.items() if k.startswith("val/")}
     result = {"run_dir": str(run_dir), "best_checkpoint": str(run_dir / "best.pt"), "epochs": trainer.current_epoch,
