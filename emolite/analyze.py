@@ -20,7 +20,7 @@ import numpy as np
 from . import inputs as I
 from . import media
 from .errors import EmoliteError
-from .features import window_features
+from .features import usable, window_features
 from .fsio import atomic_path, atomic_write_text
 from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
 from .spec import InputSpec
@@ -51,27 +51,30 @@ class Model(Protocol):
 
 @dataclass
 class WindowResult:
-    """The answer for one window of a file (times in seconds from the file's start)."""
+    """The answer for one window of a file (times in seconds from the file's start). A window
+    with neither a face nor voice has no label: label, confidence and probabilities are None."""
 
     start: float
     end: float
-    label: str
-    confidence: float
-    probs: dict[str, float]
+    label: str | None
+    confidence: float | None
+    probs: dict[str, float | None]
     face_found: bool
     face_box: list[float] | None       # x1, y1, x2, y2 in pixels of the original video
     has_audio: bool
     has_video: bool
+    voice: bool = False                # speech in the window's audio (silence, noise, music: no)
 
 
 @dataclass
 class Result:
-    """The answer for one file: the overall label (mean of the windows) and every window."""
+    """The answer for one file: the overall label (mean of the labelled windows; None when no
+    window had a face or voice) and every window."""
 
     path: str
-    label: str
-    confidence: float
-    probs: dict[str, float]
+    label: str | None
+    confidence: float | None
+    probs: dict[str, float | None]
     windows: list[WindowResult]
     modalities: dict[str, bool]        # which streams the file had
     faces_found: float = 0.0           # fraction of windows with a face
@@ -92,10 +95,11 @@ class Result:
 
 def window_row(path: str, w: WindowResult) -> dict:
     """A flat row for CSV/DataFrames: times, label, confidence, face, box, one column per class."""
-    return {"file": path, "start": round(w.start, 3), "end": round(w.end, 3), "label": w.label,
-            "confidence": round(w.confidence, 4), "face_found": w.face_found,
+    r = lambda v: "" if v is None else round(v, 4)  # noqa: E731  (no label: empty cells)
+    return {"file": path, "start": round(w.start, 3), "end": round(w.end, 3), "label": w.label or "",
+            "confidence": r(w.confidence), "face_found": w.face_found,
             "face_box": "" if w.face_box is None else " ".join(f"{v:.0f}" for v in w.face_box),
-            "has_audio": w.has_audio, **{f"p_{c}": round(p, 4) for c, p in w.probs.items()}}
+            "has_audio": w.has_audio, "voice": w.voice, **{f"p_{c}": r(p) for c, p in w.probs.items()}}
 
 
 def _video_side(info: dict) -> int:
@@ -130,14 +134,16 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
     def flush() -> Iterator[WindowResult]:
         probs = model.predict_inputs(I.stack([x for _, x, _ in pending]))
         for (w, _, feats), pr in zip(pending, probs):
-            pred = model.to_prediction(pr)
+            uses = usable(feats, model.modalities)
+            pred = model.to_prediction(pr) if any(uses.values()) else None
             box = None
             if feats.face_mask.any():
                 # frames are analysed downscaled; report the box in the video's own pixels
                 scale = side / max(feats.frame_size) if side and max(feats.frame_size) else 1.0
                 box = [float(v) * scale for v in np.nanmean(feats.boxes[feats.face_mask], 0)]
-            yield WindowResult(w.start, w.end, pred.label, pred.confidence, pred.probs, bool(feats.face_mask.any()),
-                               box, feats.has_audio, feats.has_video)
+            yield WindowResult(w.start, w.end, pred and pred.label, pred and pred.confidence,
+                               pred.probs if pred else dict.fromkeys(model.classes), bool(feats.face_mask.any()),
+                               box, feats.has_audio, feats.has_video, bool(uses["audio"]))
         if bar is not None:
             bar.update(len(pending))
         pending.clear()
@@ -150,11 +156,12 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
             if not use_audio:
                 w.audio = None
             feats = window_features(w, model.detector if use_video else None, spec.face_size, spec.context_size,
-                                    spec.margin, spec.align, memo=memo, detect_every=detect_every, fps=fps)
+                                    spec.margin, spec.align, memo=memo, detect_every=detect_every, fps=fps,
+                                    vad=use_audio)
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
                 del memo[k]
             x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames,
-                              spec.audio_seconds, feats.has_video, feats.has_audio, fps=fps,
+                              spec.audio_seconds, feats.has_video, bool(feats.has_audio and feats.voiced), fps=fps,
                               face_size=spec.face_size, context_size=spec.context_size)
             pending.append((w, x, feats))
             if len(pending) >= batch:
@@ -208,19 +215,28 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 
 def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
-    """The file's overall label: the mean of its windows' probabilities."""
+    """The file's overall label: the mean of its labelled windows' probabilities."""
     if not windows:
         raise EmoliteError("no windows to analyse (empty file?)", path)
-    mean = np.mean([[w.probs[c] for c in classes] for w in windows], 0)
-    i = int(np.argmax(mean))
+    labelled = [w for w in windows if w.label is not None]
     has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
     warnings = []
+    if not labelled:
+        warnings.append("no face and no voice found (silence, noise or music): no emotion label")
+        return Result(str(path), None, None, dict.fromkeys(classes), windows, {"video": has_v, "audio": has_a},
+                      float(np.mean([w.face_found for w in windows])), warnings)
+    mean = np.mean([[w.probs[c] for c in classes] for w in labelled], 0)
+    i = int(np.argmax(mean))
+    if len(labelled) < len(windows):
+        warnings.append(f"{len(windows) - len(labelled)} of {len(windows)} windows had neither a face nor voice: no label")
     if not has_v:
         warnings.append("no video: predicted from the voice only")
     elif not any(w.face_found for w in windows):
         warnings.append("no face found: predicted from the scene and voice only")
     if not has_a:
         warnings.append("no audio: predicted from the pictures only")
+    elif not any(w.voice for w in windows):
+        warnings.append("no voice in the audio (silence, noise or music): the voice was not used")
     return Result(str(path), classes[i], float(mean[i]), {c: float(v) for c, v in zip(classes, mean)}, windows,
                   {"video": has_v, "audio": has_a}, float(np.mean([w.face_found for w in windows])), warnings)
 
@@ -267,10 +283,12 @@ def format_table(r: Result, max_rows: int = 40) -> str:
     lines = [f"{r.path}", f"  {'start':>7} {'end':>7}  {'label':<10} {'conf':>5}  face"]
     step = max(1, len(r.windows) // max_rows)
     for w in r.windows[::step]:
-        lines.append(f"  {w.start:7.2f} {w.end:7.2f}  {w.label:<10} {w.confidence:5.2f}  {'yes' if w.face_found else 'no'}")
+        conf = "    -" if w.confidence is None else f"{w.confidence:5.2f}"
+        lines.append(f"  {w.start:7.2f} {w.end:7.2f}  {w.label or '-':<10} {conf}  {'yes' if w.face_found else 'no'}")
     if step > 1:
         lines.append(f"  (every {step}th of {len(r.windows)} windows shown; all are in the CSV/JSON)")
-    lines.append(f"  overall: {r.label} ({r.confidence:.2f})" + "".join(f"  [{x}]" for x in r.warnings))
+    overall = "no label" if r.label is None else f"{r.label} ({r.confidence:.2f})"
+    lines.append(f"  overall: {overall}" + "".join(f"  [{x}]" for x in r.warnings))
     return "\n".join(lines)
 
 
@@ -283,7 +301,7 @@ def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
 
     classes = list(r.probs)
     t = np.array([(w.start + w.end) / 2 for w in r.windows])
-    P = np.array([[w.probs[c] for c in classes] for w in r.windows])
+    P = np.array([[np.nan if w.probs[c] is None else w.probs[c] for c in classes] for w in r.windows])
     colors = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)
     fig, (ax, strip) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True,
                                     gridspec_kw={"height_ratios": [5, 1]})
@@ -291,12 +309,13 @@ def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
         ax.plot(t, P[:, j], color=colors[j], label=c, marker="o" if len(t) < 30 else None, ms=3)
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
-    ax.set_title(f"{Path(r.path).name}: {r.label} ({r.confidence:.2f})")
+    ax.set_title(f"{Path(r.path).name}: " + ("no label" if r.label is None else f"{r.label} ({r.confidence:.2f})"))
     ax.legend(loc="upper right", ncol=min(len(classes), 7), fontsize=8, frameon=False)
     # Each window owns the span between the midpoints to its neighbours: overlapping windows don't stack.
     edges = np.concatenate([[r.windows[0].start], (t[1:] + t[:-1]) / 2, [max(r.windows[-1].end, t[-1] + 0.05)]])
     for w, a, b in zip(r.windows, edges[:-1], edges[1:]):
-        strip.axvspan(a, b, color=colors[classes.index(w.label)], alpha=0.9 if w.face_found else 0.5, lw=0)
+        if w.label is not None:   # unlabelled windows (no face, no voice) stay blank
+            strip.axvspan(a, b, color=colors[classes.index(w.label)], alpha=0.9 if w.face_found else 0.5, lw=0)
     strip.set_yticks([])
     strip.set_xlabel("time (s)")
     strip.set_ylabel("label", rotation=0, ha="right", va="center")

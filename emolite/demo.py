@@ -67,9 +67,10 @@ def voice(seconds: float, sr: int = SAMPLE_RATE, f0: float = 180.0, seed: int = 
 
 def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: int = 480, fps: int = 25,
               audio: bool = True, video: bool = True, face: bool = True, sr: int = SAMPLE_RATE,
-              rotate: int = 0) -> Path:
+              rotate: int = 0, sound: np.ndarray | None = None) -> Path:
     """Write a test/demo clip. The container and codecs follow the extension (see CODECS);
-    .wav/.flac/.mp3 write audio only. `rotate` tags the video with a display rotation."""
+    .wav/.flac/.mp3 write audio only. `rotate` tags the video with a display rotation.
+    `sound` replaces the voice-like signal (float32 mono at the stream's rate, e.g. zeros)."""
     import av
 
     path = Path(path)
@@ -96,7 +97,7 @@ def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: 
                 out.mux(pkt)
         if as_ is not None:
             rate = as_.codec_context.sample_rate
-            x = voice(seconds, rate)
+            x = voice(seconds, rate) if sound is None else np.asarray(sound, np.float32)
             fmt = as_.codec_context.format.name
             hop = as_.codec_context.frame_size or 1024
             for k, i in enumerate(range(0, x.size, hop)):

@@ -1,7 +1,8 @@
 """The one implementation of "window -> model input arrays", shared by preprocess, analyze and serve.
 
 A window's frames go through the detector and the tracker; every frame gives a face crop
-(zeros + mask=False when no face) and a letterboxed context image; audio passes through.
+(zeros + mask=False when no face) and a letterboxed context image; audio passes through,
+cleaned of NaN/inf samples, and (with `vad=True`, analyze and serve) is checked for speech.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from . import faces as F
 from .media import FPS, Window
+from .vad import clean_audio, voice_activity
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Features:
     has_video: bool
     has_audio: bool
     frame_size: tuple[int, int] = (0, 0)   # H, W of the analysed frames
+    voiced: bool | None = None             # speech in the audio (None: not checked)
 
     def arrays(self) -> dict:
         """The arrays the cache stores (see cache.write_entry)."""
@@ -36,17 +39,19 @@ class Features:
 def window_features(window: Window, detector: F.Detector | None, face_size: int = F.FACE_SIZE,
                     context_size: int = F.CONTEXT_SIZE, margin: float = F.MARGIN, align: bool = False,
                     prev_box: np.ndarray | None = None, memo: dict | None = None,
-                    detect_every: int = 1, fps: float = FPS) -> Features:
+                    detect_every: int = 1, fps: float = FPS, vad: bool = False) -> Features:
     """Detect + track the main face over the window's frames and cut the model's inputs.
 
     `memo` (frame time -> (detections, context image)) lets overlapping windows process each
     frame once; the caller drops old keys. `detect_every=k` runs the detector on every k-th
-    frame of the stream only (k <= faces.MAX_GAP): the tracker interpolates the boxes between."""
-    audio = window.audio if window.has_audio else np.zeros(0, np.float32)
+    frame of the stream only (k <= faces.MAX_GAP): the tracker interpolates the boxes between.
+    `vad=True` sets `voiced` (see emolite.vad): windows of silence, noise or music are not."""
+    audio = clean_audio(window.audio, f"audio at {window.start:.1f} s") if window.has_audio else np.zeros(0, np.float32)
+    voiced = voice_activity(audio).voiced if vad else None
     if not window.has_video:
         z = np.zeros((0, face_size, face_size, 3), np.uint8)
         return Features(z, np.zeros(0, bool), np.zeros((0, context_size, context_size, 3), np.uint8),
-                        np.zeros((0, 4), np.float32), audio, False, window.has_audio)
+                        np.zeros((0, 4), np.float32), audio, False, window.has_audio, voiced=voiced)
     frames = window.frames
     n = len(frames)
     memo = {} if memo is None else memo
@@ -71,4 +76,13 @@ def window_features(window: Window, detector: F.Detector | None, face_size: int 
             mask[i] = True
             boxes[i] = f.box
     context = np.stack(contexts)
-    return Features(face, mask, context, boxes, audio, True, window.has_audio, tuple(frames.shape[1:3]))
+    return Features(face, mask, context, boxes, audio, True, window.has_audio, tuple(frames.shape[1:3]), voiced)
+
+
+def usable(feats: Features, modalities: list[str]) -> dict[str, bool]:
+    """Which of the model's streams this window really offers: a face it found, voice (not just
+    sound, when checked), the scene. With none of them there is nothing to label."""
+    voice = feats.has_audio and feats.audio.size > 0 and feats.voiced is not False
+    return {"face": "face" in modalities and bool(feats.face_mask.any()),
+            "context": "context" in modalities and feats.has_video,
+            "audio": "audio" in modalities and voice}

@@ -27,11 +27,16 @@ ONNX_META_KEY = "emolite"
 
 @dataclass
 class Prediction:
-    """One answer: the top label, its probability, and every class's probability."""
+    """One answer: the top label, its probability, and every class's probability. `label` is
+    None when there was nothing to read (no face found in a face-only call, no voice in the
+    audio); `face_found` says whether the detector found a face in the image (None: not
+    asked); `notes` say what was missing or replaced."""
 
-    label: str
-    confidence: float
-    probs: dict[str, float]
+    label: str | None
+    confidence: float | None
+    probs: dict[str, float | None]
+    face_found: bool | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -98,26 +103,49 @@ class EmotionModel:
         i = int(np.argmax(probs))
         return Prediction(self.classes[i], float(probs[i]), {c: float(p) for c, p in zip(self.classes, probs)})
 
-    def predict(self, face: np.ndarray | None = None, context: np.ndarray | None = None,
-                audio: np.ndarray | None = None, face_mask: np.ndarray | None = None) -> Prediction:
-        """Predict from arrays: face/context N×H×W×3 uint8 RGB crops (or one H×W×3 image),
-        audio float32 16 kHz mono. Any of them may be None (that modality is missing)."""
+    def face_crops(self, image: np.ndarray, detect: bool = True) -> tuple[np.ndarray, bool]:
+        """One RGB image -> (1×S×S×3 face crop as analyze cuts it, whether a face was found).
+        With `detect`, the model's detector and crop geometry (spec: margin, alignment, the
+        small-still rule) are used; when no face is found, or with detect=False (pre-cropped
+        faces), the whole image is taken, letterboxed to a square (a small still, up to
+        faces.SMALL_IMAGE px, is cut as analyze cuts it and reported as not found)."""
         from .faces import letterbox
+        from .features import window_features
+        from .media import Window
 
+        img = as_uint8_rgb(image)
+        p = self.spec
+        if detect:
+            f = window_features(Window(0.0, 0.0, img[None], np.zeros(1), None), self.detector, p.face_size,
+                                p.context_size, p.margin, p.align)
+            if f.face_mask[0]:   # found, or a small still taken whole as a face crop (not "found")
+                whole = np.allclose(f.boxes[0], [0, 0, img.shape[1], img.shape[0]])
+                return f.face[:1], not whole
+        return letterbox(img, p.face_size)[None], False
+
+    def predict(self, face: np.ndarray | list | None = None, context: np.ndarray | None = None,
+                audio: np.ndarray | None = None, face_mask: np.ndarray | None = None,
+                detect: bool = True) -> Prediction | list[Prediction]:
+        """Predict from arrays.
+
+        face: one RGB image (H×W×3; the face is found in it first, as `analyze` does, unless
+        detect=False for pre-cropped faces), a list of images (-> a list of Predictions, one
+        per image), or N×H×W×3 crops of one clip's frames (one Prediction; not detected).
+        context: the scene, one image or N frames. audio: float32 16 kHz mono of any length
+        (cut into the model's windows and averaged); silence, noise and music count as no
+        voice. Any of them may be None (that modality is missing)."""
+        if isinstance(face, (list, tuple)):
+            return [self.predict(face=f, context=context, audio=audio, detect=detect) for f in face]
         p = self.spec
         fs, cs = p.face_size, p.context_size
-
-        def frames(x, size):
-            if x is None:
-                return None
-            x = np.asarray(x)
-            if x.ndim == 3:
-                x = x[None]
-            if x.dtype != np.uint8:
-                x = np.clip(x * (I.PIXEL_MAX if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-            return np.stack([f if f.shape[:2] == (size, size) else letterbox(f, size) for f in x])
-
-        f, c = frames(face, fs), frames(context, cs)
+        notes: list[str] = []
+        found = None
+        if face is not None and np.asarray(face).ndim == 3:
+            face, found = self.face_crops(face, detect)
+            if detect and not found:
+                notes.append("no face found in the image: the whole image was used")
+        f = None if face is None else clip_frames(face, fs)
+        c = None if context is None else clip_frames(context, cs)
         n = len(f) if f is not None else len(c) if c is not None else 0
         if f is None:
             f = np.zeros((n, fs, fs, 3), np.uint8)
@@ -125,20 +153,70 @@ class EmotionModel:
         if c is None:
             c = np.zeros((n, cs, cs, 3), np.uint8)
         mask = np.ones(n, bool) if face_mask is None else np.asarray(face_mask, bool)
-        x = I.clip_inputs(f, mask, c, audio, p.frames, p.audio_seconds, has_video=n > 0, face_size=fs, context_size=cs)
-        if context is None and n > 0:
-            x["context_mask"][:] = False
-        if face is None:
-            x["face_mask"][:] = False
-        if not (x["face_mask"].any() or x["context_mask"].any() or x["audio_mask"]):
-            raise EmoliteError("nothing to predict from: give a face, a context image or audio")
-        return self.to_prediction(self.predict_inputs(I.stack([x]))[0])
+        chunks = [None]
+        if audio is not None:
+            from .vad import clean_audio, voice_activity
+
+            audio = clean_audio(audio)
+            chunks = [a for a in audio_windows(audio, p) if voice_activity(a).voiced] or [None]
+            if chunks[0] is None:
+                notes.append("no voice in the audio (silence, noise or music): the voice was not used")
+        xs = []
+        for a in chunks:
+            x = I.clip_inputs(f, mask, c, a, p.frames, p.audio_seconds, has_video=n > 0, face_size=fs, context_size=cs)
+            if context is None and n > 0:
+                x["context_mask"][:] = False
+            if face is None:
+                x["face_mask"][:] = False
+            xs.append(x)
+        if not (xs[0]["face_mask"].any() or xs[0]["context_mask"].any() or xs[0]["audio_mask"]):
+            if face is None and context is None and audio is None:
+                raise EmoliteError("nothing to predict from: give a face, a context image or audio")
+            return Prediction(None, None, dict.fromkeys(self.classes), found, notes)
+        probs = self.predict_inputs(I.stack(xs)).mean(0)
+        pred = self.to_prediction(probs)
+        pred.face_found, pred.notes = found, notes
+        return pred
 
     def analyze(self, path: str | os.PathLike, **kwargs):
         """Emotions over time for one media file; see `emolite.analyze.analyze_file`."""
         from .analyze import analyze_file
 
         return analyze_file(self, path, **kwargs)
+
+
+def as_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """H×W×3 (or H×W grey) uint8 RGB from uint8 or float ([0, 1] or [0, 255]) pixels."""
+    x = np.asarray(image)
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, -1)
+    if x.dtype != np.uint8:
+        x = np.nan_to_num(x.astype(np.float32))
+        x = np.clip(x * (I.PIXEL_MAX if x.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def clip_frames(x: np.ndarray, size: int) -> np.ndarray:
+    """One image or N frames -> N×size×size×3 uint8, letterboxed where not square at `size`."""
+    from .faces import letterbox
+
+    x = np.asarray(x)
+    frames = [x] if x.ndim in (2, 3) and (x.ndim == 2 or x.shape[-1] in (1, 3)) and x.ndim != 4 else list(x)
+    frames = [as_uint8_rgb(fr) for fr in frames]
+    return np.stack([fr if fr.shape[:2] == (size, size) else letterbox(fr, size) for fr in frames])
+
+
+def audio_windows(audio: np.ndarray, spec: InputSpec) -> list[np.ndarray]:
+    """Audio longer than the model's input -> windows of that length at the spec's hop (the last
+    one ending with the audio), as analyze cuts a file; shorter audio is one window."""
+    n = int(round(spec.audio_seconds * spec.sample_rate))
+    hop = max(1, int(round(spec.hop_seconds * spec.sample_rate)))
+    if audio.size <= n:
+        return [audio]
+    starts = list(range(0, audio.size - n + 1, hop))
+    if starts[-1] + n < audio.size:
+        starts.append(audio.size - n)
+    return [audio[s:s + n] for s in starts]
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu", threads: int | None = None) -> EmotionModel:

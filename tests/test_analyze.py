@@ -80,8 +80,12 @@ def test_predict_from_arrays(model):
     face = face_image()
     p = model.predict(face=face)
     assert p.label in model.classes and abs(sum(p.probs.values()) - 1) < 1e-4
-    p = model.predict(audio=np.zeros(16000, np.float32) + 0.01)
+    from emolite.demo import voice
+
+    p = model.predict(audio=voice(2.0))
     assert p.label in model.classes
+    p = model.predict(audio=np.zeros(16000, np.float32) + 0.01)   # DC, no voice: no label, and why
+    assert p.label is None and p.confidence is None and "no voice" in p.notes[0]
     from emolite.errors import EmoliteError
 
     with pytest.raises(EmoliteError, match="nothing to predict"):

@@ -396,18 +396,18 @@ class Connection:
         srv.model_inflight += 1
         try:
             try:
-                probs, ms = await self.loop.run_in_executor(srv.model_pool, infer, srv.model, srv.settings, feats, fps)
+                pred, ms = await self.loop.run_in_executor(srv.model_pool, infer, srv.model, srv.settings, feats, fps)
             except Exception as e:  # a bug: this client hears of it, the server goes on
                 log.exception("session %s: model run on frame %s failed", s.id, job.frame_id)
                 await self.error(f"internal error in the model ({type(e).__name__})", frame_id=job.frame_id)
                 return
-            label = s.set_label(srv.model.to_prediction(probs), job.frame_id, ms)
+            label = s.set_label(pred, job.frame_id, ms)
             srv.stats["labels"] += 1
             now = time.perf_counter()
             timings = {"wait_ms": round((now - t) * 1000 - ms, 1), "model_ms": round(ms, 1),
                        "total_ms": P.ms(now - job.received)}
             await self.send(P.label_message(job.frame_id, job.t, label, bool(feats.face_mask.any()),
-                                            bool(feats.has_audio), timings))
+                                            bool(feats.has_audio), timings, voice=bool(feats.voiced)))
         except Exception as e:  # the socket went away: the receive loop ends the session
             log.debug("session %s: label not sent: %s", s.id, e)
         finally:

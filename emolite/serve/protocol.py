@@ -294,10 +294,12 @@ def prediction(frame_id: int, t: float, face_box: list[float] | None, frame_size
             "has_audio": has_audio, "dropped": dropped, "timings": timings}
 
 
-def label_message(frame_id: int, t: float, label: dict, face_found: bool, has_audio: bool, timings: dict) -> dict:
-    """A new label: the model's output for the window ending at that frame."""
+def label_message(frame_id: int, t: float, label: dict, face_found: bool, has_audio: bool, timings: dict,
+                  voice: bool = False) -> dict:
+    """A new label: the model's output for the window ending at that frame (label null when the
+    window had neither a face nor voice); `voice`: speech was found in the window's audio."""
     return {"type": "label", "frame_id": frame_id, "t": t, **label_fields(label), "face_found": face_found,
-            "has_audio": has_audio, "timings": timings}
+            "has_audio": has_audio, "voice": voice, "timings": timings}
 
 
 def ms(seconds: float) -> float:

@@ -24,9 +24,10 @@ from .. import inputs as I
 from .. import media
 from ..errors import EmoliteError
 from ..faces import Detector, track
-from ..features import Features, window_features
+from ..features import Features, usable, window_features
 from ..inference import EmotionModel, Prediction
 from ..spec import InputSpec
+from ..vad import voice_activity
 from . import protocol as P
 from .follow import FaceFollower
 
@@ -113,15 +114,21 @@ def model_capacity(model_workers: int) -> int:
     return model_workers * (1 + MODEL_QUEUE)
 
 
-def infer(model: EmotionModel, settings: LiveSettings, feats: Features, fps: float | None) -> tuple[np.ndarray, float]:
-    """Model pool: the shared window -> inputs path, then one model call. Returns probs, ms."""
+def infer(model: EmotionModel, settings: LiveSettings, feats: Features, fps: float | None) -> tuple[Prediction, float]:
+    """Model pool: voice activity on the window's audio (here, not per frame: it costs a few ms),
+    the shared window -> inputs path, then one model call. A window with neither a face nor
+    voice gets no label (a Prediction with label None), as in analyze. Returns it and ms."""
     t = time.perf_counter()
     spec = settings.spec
+    if feats.has_audio and "audio" in model.modalities:
+        feats.voiced = voice_activity(feats.audio).voiced
+    if not any(usable(feats, model.modalities).values()):
+        return Prediction(None, None, dict.fromkeys(model.classes)), (time.perf_counter() - t) * 1000
     x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames, spec.audio_seconds,
-                      feats.has_video, feats.has_audio, fps=fps, face_size=spec.face_size,
-                      context_size=spec.context_size)
+                      feats.has_video, bool(feats.has_audio and feats.voiced is not False), fps=fps,
+                      face_size=spec.face_size, context_size=spec.context_size)
     probs = model.predict_inputs(I.stack([x]))[0]
-    return probs, (time.perf_counter() - t) * 1000
+    return model.to_prediction(probs), (time.perf_counter() - t) * 1000
 
 
 class Session:
@@ -209,8 +216,9 @@ class Session:
 
     def set_label(self, pred: Prediction, frame_id: int, model_ms: float) -> dict:
         """Keep a finished model run as this client's latest label (sent with every answer)."""
-        self.label = {"label": pred.label, "confidence": round(pred.confidence, 4),
-                      "probs": {c: round(v, 4) for c, v in pred.probs.items()}, "frame_id": frame_id,
+        r = lambda v: None if v is None else round(v, 4)  # noqa: E731  (no face, no voice: no label)
+        self.label = {"label": pred.label, "confidence": r(pred.confidence),
+                      "probs": {c: r(v) for c, v in pred.probs.items()}, "frame_id": frame_id,
                       "model_ms": round(model_ms, 1)}
         self.stats["labels"] += 1
         return self.label

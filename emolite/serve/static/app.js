@@ -288,18 +288,20 @@ function showLatency() {
 
 function showLabel(m) {
   const label = $('label');
-  label.textContent = m.label;
-  label.dataset.label = m.label;
-  label.style.color = color(m.label);
+  const none = m.label === null;  // the window had neither a face nor voice: no label
+  label.textContent = none ? '–' : m.label;
+  label.dataset.label = none ? '' : m.label;
+  label.style.color = none ? '#888888' : color(m.label);
   // Name only the streams this model uses and this window had.
   const mods = state.modalities || [];
   const faceSeen = m.face_found !== undefined ? m.face_found : Boolean(m.face_box);
   const used = [mods.includes('face') && faceSeen && 'face', mods.includes('context') && 'scene',
                 mods.includes('audio') && m.has_audio && 'voice'].filter(Boolean);
-  $('confidence').textContent = `${(m.confidence * 100).toFixed(0)}% confident${used.length ? ' · ' + used.join(' + ') : ''}`;
+  $('confidence').textContent = none ? 'no face and no voice: no label'
+    : `${(m.confidence * 100).toFixed(0)}% confident${used.length ? ' · ' + used.join(' + ') : ''}`;
   for (const [c, p] of Object.entries(m.probs)) {
     const b = state.bars[c];
-    if (!b) continue;
+    if (!b || p === null) continue;
     b.fill.style.width = `${(p * 100).toFixed(1)}%`;
     b.val.textContent = `${(p * 100).toFixed(0)}%`;
   }
@@ -309,8 +311,8 @@ function showLabel(m) {
 function pushHistory(label) {
   const root = $('history');
   const cell = document.createElement('span');
-  cell.style.background = color(label);
-  cell.title = label;
+  cell.style.background = label === null ? '#dddddd' : color(label);
+  cell.title = label ?? 'no label';
   root.appendChild(cell);
   while (root.children.length > HISTORY) root.removeChild(root.firstChild);
   root.dataset.count = String(root.children.length);
@@ -334,11 +336,11 @@ function drawBox(m) {
   const ox = (W - fw * s) / 2, oy = (H - fh * s) / 2;
   const [x1, y1, x2, y2] = m.face_box;
   const cur = state.current;
-  const c = cur ? color(cur.label) : '#ffffff';
+  const c = cur && cur.label !== null ? color(cur.label) : '#ffffff';
   ctx.lineWidth = 3 * dpr;
   ctx.strokeStyle = c;
   ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
-  const tag = cur ? `${cur.label} ${(cur.confidence * 100).toFixed(0)}%` : 'face';
+  const tag = cur && cur.label !== null ? `${cur.label} ${(cur.confidence * 100).toFixed(0)}%` : 'face';
   ctx.font = `bold ${14 * dpr}px system-ui, sans-serif`;
   const tw = ctx.measureText(tag).width + 8 * dpr, th = 20 * dpr;
   const ty = Math.max(0, oy + y1 * s - th);
@@ -386,10 +388,12 @@ async function upload(e) {
   }
   for (const row of j.rows) {
     const tr = table.insertRow();
-    for (const v of [row.start.toFixed(1), row.end.toFixed(1), row.label, row.confidence.toFixed(2),
+    for (const v of [row.start.toFixed(1), row.end.toFixed(1), row.label ?? '–',
+      row.confidence === null ? '–' : row.confidence.toFixed(2),
       row.face_found ? 'yes' : 'no']) tr.insertCell().textContent = v;
   }
-  status.textContent = `${j.file}: ${j.label} (${(j.confidence * 100).toFixed(0)}%), ${j.rows.length} windows ` +
+  const overall = j.label === null ? 'no label' : `${j.label} (${(j.confidence * 100).toFixed(0)}%)`;
+  status.textContent = `${j.file}: ${overall}, ${j.rows.length} windows ` +
     `in ${j.seconds.toFixed(1)} s${j.warnings.length ? ' · ' + j.warnings.join('; ') : ''}`;
 }
 

@@ -1,0 +1,102 @@
+"""EmotionModel.predict: faces are found in images first (or taken whole, and it says so),
+lists of images give lists of answers, audio without voice gives no label; analyze gives no
+label to windows with neither a face nor voice, and NaN audio never reaches the answer."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from emolite.demo import face_image, make_clip, voice
+from emolite.inference import audio_windows, load_model
+from emolite.spec import InputSpec
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint):
+    return load_model(checkpoint)
+
+
+def test_predict_finds_the_face_in_a_photo(model):
+    photo = face_image()
+    p = model.predict(face=photo)
+    assert p.face_found is True and p.label in model.classes and not p.notes
+    crop, found = model.face_crops(photo)
+    assert found and crop.shape == (1, model.spec.face_size, model.spec.face_size, 3)
+    # the crop analyze would take differs from squashing the whole portrait
+    whole, found = model.face_crops(photo, detect=False)
+    assert not found and np.abs(crop.astype(int) - whole.astype(int)).mean() > 10
+
+
+def test_predict_falls_back_to_the_whole_image_and_says_so(model):
+    p = model.predict(face=np.full((400, 300, 3), 90, np.uint8))
+    assert p.face_found is False and "whole image" in p.notes[0] and p.label in model.classes
+    p = model.predict(face=face_image(), detect=False)       # pre-cropped faces: no detection asked
+    assert p.face_found is False and not p.notes
+
+
+def test_a_list_of_images_gives_a_list_of_predictions(model):
+    imgs = [face_image(), face_image()[:, ::-1], np.zeros((64, 64, 3), np.uint8)]
+    out = model.predict(face=imgs)
+    assert isinstance(out, list) and len(out) == 3
+    assert [p.label for p in out[:2]] == [model.predict(face=imgs[0]).label, model.predict(face=imgs[1]).label]
+
+
+def test_audio_without_voice_gets_no_label(model):
+    for silent in (np.zeros(48000, np.float32), 0.1 * np.sin(np.arange(48000) / 16000 * 2 * np.pi * 50).astype(np.float32)):
+        p = model.predict(audio=silent)
+        assert p.label is None and p.confidence is None and all(v is None for v in p.probs.values())
+        assert "no voice" in p.notes[0]
+    assert model.predict(audio=voice(3.0)).label in model.classes
+
+
+def test_long_audio_is_cut_into_the_models_windows():
+    spec = InputSpec(audio_seconds=3.0, hop_seconds=1.0)
+    w = audio_windows(np.arange(16000 * 7, dtype=np.float32), spec)
+    assert [len(x) for x in w] == [48000] * 5 and w[-1][-1] == 16000 * 7 - 1
+    assert len(audio_windows(np.zeros(16000, np.float32), spec)) == 1
+
+
+def test_silent_file_gets_no_label_and_says_why(model, tmp_path):
+    wav = make_clip(tmp_path / "silence.wav", seconds=3.0, sound=np.zeros(48000, np.float32))
+    r = model.analyze(wav)
+    assert r.label is None and r.confidence is None and all(w.label is None and not w.voice for w in r.windows)
+    assert "no face and no voice" in r.warnings[0]
+    spoken = model.analyze(make_clip(tmp_path / "voice.wav", seconds=3.0))
+    assert spoken.label in model.classes and all(w.voice for w in spoken.windows)
+
+
+def test_silence_cli_outputs_are_valid_json_with_nulls(tmp_path):
+    from emolite.cli import main
+
+    wav = make_clip(tmp_path / "silence.wav", seconds=3.0, sound=np.zeros(48000, np.float32))
+    assert main(["analyze", str(wav), "-o", str(tmp_path / "out"), "--plot"]) == 0
+    doc = json.loads((tmp_path / "out" / "emotions.json").read_text())
+    res = doc["results"][0]
+    assert res["label"] is None and res["windows"][0]["label"] is None
+    row = (tmp_path / "out" / "emotions.csv").read_text().splitlines()[1]
+    assert ",," in row      # empty label/confidence cells, not "nan"
+
+
+def float_wav(path, x: np.ndarray, sr: int = 16000):
+    """A 32-bit float WAV (format 3), which can hold NaN and inf samples."""
+    import struct
+
+    data = np.asarray(x, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sr, sr * 4, 4, 32)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+                     + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+    return path
+
+
+def test_nan_audio_is_cleaned_never_propagated(model, tmp_path):
+    x = voice(3.0)
+    x[1000:3000] = np.nan
+    x[5000] = np.inf
+    wav = float_wav(tmp_path / "nan.wav", x)
+    with pytest.warns(UserWarning, match="NaN/inf"):
+        r = model.analyze(wav)
+    assert r.label in model.classes
+    assert all(math.isfinite(v) for w in r.windows for v in w.probs.values())
+    json.dumps(r.to_dict(), allow_nan=False)   # strict JSON: no bare NaN
