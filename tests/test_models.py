@@ -192,3 +192,23 @@ def test_spec_augment_only_while_training():
     from emolite.models.audio import spec_augment
     s = spec_augment(torch.ones(8, 1, 64, 100))
     assert 0.0 < (s == 0).float().mean() < 0.5 and set(s.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_band_norm_ignores_zero_padding():
+    """A short utterance padded with zeros to the model's length is normalised as without the
+    padding (its statistics come from frames with sound); the padded frames come out 0."""
+    import torch
+
+    from emolite.demo import voice
+    from emolite.models.audio import BandNorm, LogMel
+
+    mel, norm = LogMel(), BandNorm()
+    a = torch.from_numpy(voice(2.0))[None]
+    alone = norm(mel(a)[:, None])
+    padded = norm(mel(torch.cat([a, torch.zeros(1, 32000)], 1))[:, None])
+    n = alone.shape[-1]
+    assert (alone[..., : n - 3] - padded[..., : n - 3]).abs().mean() < 0.1
+    assert padded[..., n + 3:].abs().max() == 0
+    naive = mel(torch.cat([a, torch.zeros(1, 32000)], 1))[:, None]   # what unmasked stats would see
+    naive = (naive - naive.mean(-1, keepdim=True)) / naive.std(-1, keepdim=True)
+    assert (alone[..., : n - 3] - naive[..., : n - 3]).abs().mean() > 0.3
