@@ -348,3 +348,52 @@ def test_speaker_folds_mix_strata_for_even_k():
     folds = speaker_folds(items, 6, 0, strata)
     assert sorted(sum(folds, [])) == sorted(strata) and all(len(f) == 3 for f in folds)
     assert all({strata[s] for s in f} == {"male", "female"} for f in folds)
+
+
+def _fer_tree(root: Path) -> Path:
+    """FER2013 as shared: labels.csv (file, usage, emotion) + 48×48 grey PNGs under train/ and public_test/."""
+    import cv2
+    import numpy as np
+
+    from emolite.demo import face_image
+
+    face = cv2.resize(cv2.cvtColor(face_image(), cv2.COLOR_RGB2GRAY), (48, 48), interpolation=cv2.INTER_AREA)
+    rows = [("train/angry/Training_1.png", "Training", "anger"), ("train/happy/Training_2.png", "Training", "happiness"),
+            ("public_test/sad/PublicTest_3.png", "PublicTest", "sadness"),
+            ("private_test/neutral/PrivateTest_4.png", "PrivateTest", "neutral"),
+            ("train/angry/Training_5.png", "Training", "anger")]           # listed, but missing on disk
+    for f, _, _ in rows[:-1]:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / f), face)
+    with open(root / "labels.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "usage", "emotion"])
+        w.writerows(rows + [("train/x.png", "Validation", "anger")])
+    return root
+
+
+def test_fer2013_usage_names_the_split_and_missing_rows_are_problems(tmp_path):
+    items, problems = load_dataset("fer2013", _fer_tree(tmp_path))
+    assert [(Path(i.path).name, i.split, i.label) for i in items] == [
+        ("Training_1.png", "train", "anger"), ("Training_2.png", "train", "happiness"),
+        ("PublicTest_3.png", "dev", "sadness"), ("PrivateTest_4.png", "test", "neutral")]
+    assert len(problems) == 2 and "missing" in problems[0][1] and "usage" in problems[1][1]
+    assert len({i.key for i in items}) == 4 and all(i.dataset == "fer2013" for i in items)
+    dev, _ = load_dataset("fer2013", tmp_path / "labels.csv", splits="dev")
+    assert [Path(i.path).name for i in dev] == ["PublicTest_3.png"]
+
+
+def test_fer2013_csv_without_usage_is_one_clear_error(tmp_path):
+    (tmp_path / "labels.csv").write_text("file,emotion\na.png,anger\n")
+    with pytest.raises(EmoliteError, match="usage"):
+        load_dataset("fer2013", tmp_path)
+
+
+def test_own_face_folder_of_images_is_a_labelled_dataset(tmp_path):
+    """The generic labelled-images path: root/<emotion>/<images> (any face folder of a user)."""
+    _fer_tree(tmp_path / "src")
+    for cls in ("angry", "happy"):
+        (tmp_path / "mine" / cls).mkdir(parents=True)
+        shutil.copy(tmp_path / "src" / "train" / "angry" / "Training_1.png", tmp_path / "mine" / cls / "a.png")
+    items, problems = load_dataset("folder", tmp_path / "mine")
+    assert sorted(i.label for i in items) == ["anger", "happiness"] and not problems

@@ -108,7 +108,7 @@ class FaceCNN(nn.Module):
         if x.shape[1] == 3:
             x = (x * self.grey).sum(1, keepdim=True)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)   # spec crops are `size` already
         return self.head(self.features((x - 0.5) / 0.25))
 
 
