@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import EmoliteError
+from .options import number, optional
 
 SAMPLE_RATE = 16000      # Hz, mono float32 audio everywhere
 FPS = 5.0                # frames sampled per second of video
@@ -26,11 +29,15 @@ MAX_CLIP = 12.0          # s: files up to this long are one window ("utterance-l
 WINDOW = 2.0             # s: window length for long files (and for analyze)
 HOP = 1.0                # s: hop between windows
 MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this
+MAX_FPS = 60.0           # frames sampled per second, at most (a video has no more to give)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
 MEDIA_EXTS = IMAGE_EXTS | AUDIO_EXTS | VIDEO_EXTS
+
+# (max seconds, max pixels) of `decode_limits`, per thread/context
+_LIMITS: ContextVar[tuple[float | None, int | None]] = ContextVar("emolite_decode_limits", default=(None, None))
 
 
 @dataclass
@@ -203,6 +210,18 @@ class _AudioBuffer:
             self.n -= k
 
 
+@contextmanager
+def decode_limits(seconds: float | None = None, pixels: int | None = None) -> Iterator[None]:
+    """Within this block (this thread), `iter_windows` refuses files that decode past `seconds` of
+    media or hold frames over `pixels`: the server's upload limits, enforced on what is decoded
+    rather than on what the container claims (a live-written file may claim no duration at all)."""
+    token = _LIMITS.set((seconds, pixels))
+    try:
+        yield
+    finally:
+        _LIMITS.reset(token)
+
+
 def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None, hop: float | None = None,
                  start: float | None = None, end: float | None = None, max_side: int | None = MAX_SIDE,
                  use_video: bool = True, use_audio: bool = True) -> Iterator[Window]:
@@ -210,15 +229,77 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
 
     Times in the windows are seconds from the start of the file. Frames are sampled at
     `fps` (each sample takes the first frame at or after its time). Bounded memory: a frame or
-    audio sample is dropped as soon as no pending window needs it. A truncated file yields
-    what decoded, like every player does.
+    audio sample is dropped as soon as no pending window needs it, also when the container
+    does not say how long the file is. A truncated file yields what decoded, like every player
+    does. Options and the file are checked here, at the call, not at the first window.
     """
+    fps = number("fps", fps, 0, MAX_FPS, lo_open=True)
+    window = optional("window", window, 0, lo_open=True)
+    hop = optional("hop", hop, 0, lo_open=True)
+    start = optional("start", start, 0)
+    end = optional("end", end, 0)
     p = check_file(path)
     if p.suffix.lower() in IMAGE_EXTS:
-        yield Window(0.0, 0.0, read_image(p)[None], np.zeros(1), None)
-        return
+        return iter([Window(0.0, 0.0, read_image(p)[None], np.zeros(1), None)])
+    return _decode(p, fps, window, hop, start, end, max_side, use_video, use_audio, _LIMITS.get())
+
+
+class _Spans:
+    """The pending windows. Known up front when the duration is; otherwise made as media arrives:
+    the whole clip while at most MAX_CLIP has decoded, then (or at once, for a given window)
+    WINDOW/HOP windows streamed like a file of known length, the last one aligned to the end."""
+
+    def __init__(self, t0: float, t_end: float | None, window: float | None, hop: float | None):
+        self.t0, self.window, self.hop = t0, window, hop
+        self.q: deque[tuple[float, float]] | None = None
+        self.k = 0                 # next streamed window's index
+        self.streaming = False
+        self.done_to = t0          # end of the last window handed out
+        if t_end:
+            self.q = deque((t0 + a, t0 + b) for a, b in window_spans(t_end - t0, window, hop))
+        elif window is not None:
+            self._stream(window, hop)
+
+    def _stream(self, window: float, hop: float | None) -> None:
+        self.window, self.hop, self.streaming, self.q = window, hop or window, True, deque()
+
+    def grow(self, latest: float) -> None:
+        """Queue the streamed windows that start by `latest` (decoded up to), at least one ahead."""
+        if self.q is None and self.window is None and latest - self.t0 > MAX_CLIP:
+            self._stream(WINDOW, self.hop or HOP)
+        if not self.streaming:
+            return
+        while not self.q or self.q[-1][0] <= latest:
+            a = self.t0 + self.k * self.hop
+            self.q.append((a, a + self.window))
+            self.k += 1
+
+    def keep_from(self, latest: float) -> float:
+        """Earliest time still needed: the next window's start (and, while streaming, the last
+        window's worth before `latest`, for the end-aligned window)."""
+        nxt = self.q[0][0] if self.q else math.inf
+        return min(nxt, latest - self.window) if self.streaming else nxt
+
+    def finish(self, last: float) -> None:
+        """The length is known now (`last`): the final windows."""
+        if self.q is None:
+            self.q = deque((self.t0 + a, self.t0 + b) for a, b in window_spans(max(last - self.t0, 0.0),
+                                                                              self.window, self.hop))
+        elif self.streaming:
+            self.q = deque(s for s in self.q if s[1] <= last + 1e-6)
+            final = self.q[-1][1] if self.q else self.done_to
+            if final < last - 1e-6 or (not self.q and self.done_to == self.t0):
+                self.q.append((max(self.t0, last - self.window), last))
+        self.streaming = False
+
+
+def _decode(p: Path, fps: float, window: float | None, hop: float | None, start: float | None,
+            end: float | None, max_side: int | None, use_video: bool, use_audio: bool,
+            limits: tuple[float | None, int | None]) -> Iterator[Window]:
+    """The demux/decode loop of `iter_windows` (a generator: runs as windows are consumed)."""
     import av
 
+    max_seconds, max_pixels = limits
     c = _open(p)
     try:
         video, audio = _streams(c)
@@ -235,28 +316,32 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
         t_end = float(end) if end is not None else duration
         if t0 > 0:
             c.seek(int((t0 + origin) * 1e6), backward=True, any_frame=False)
-        # Windows are known up front when the duration is; otherwise they are made at the end.
-        spans = deque((t0 + a, t0 + b) for a, b in window_spans(t_end - t0, window, hop)) if t_end else None
+        spans = _Spans(t0, t_end, window, hop)
         frames: deque[tuple[float, np.ndarray]] = deque()
         abuf = _AudioBuffer()
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio is not None else None
         state = {"video_t": -1.0, "v_done": video is None, "a_done": audio is None}
         next_t, decoded_any = t0, False
 
+        def latest() -> float:
+            return max(state["video_t"], abuf.end)
+
         def emit(final: bool = False) -> Iterator[Window]:
             """Yield every pending window whose data has fully arrived, then free what is spent."""
-            while spans:
-                a, b = spans[0]
+            while spans.q:
+                a, b = spans.q[0]
                 v_ok = state["v_done"] or state["video_t"] >= b - 1e-6
                 a_ok = state["a_done"] or abuf.end >= b - 1e-6
                 if not final and not (v_ok and a_ok):
                     return
-                spans.popleft()
+                spans.q.popleft()
+                spans.done_to = b
+                spans.grow(latest())
                 yield _cut(a, b, frames, abuf, video is not None, audio is not None, fps)
-                nxt = spans[0][0] if spans else math.inf
-                while frames and frames[0][0] < nxt - 0.5 / fps:
+                keep = spans.keep_from(latest())
+                while frames and frames[0][0] < keep - 0.5 / fps:
                     frames.popleft()
-                abuf.drop_before(nxt)
+                abuf.drop_before(keep)
 
         try:
             for packet in c.demux([s for s in (video, audio) if s is not None]):
@@ -264,7 +349,12 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
                     if frame.time is None:
                         continue
                     t = float(frame.time) - origin
+                    if max_seconds is not None and t - t0 > max_seconds:
+                        raise EmoliteError(f"media longer than the limit of {max_seconds:.0f} s", p)
                     if packet.stream is video:
+                        if max_pixels is not None and frame.width * frame.height > max_pixels:
+                            raise EmoliteError(f"video of {frame.width}x{frame.height} pixels is over the "
+                                               f"limit of {max_pixels}", p)
                         if t_end is not None and t >= t_end:
                             state["v_done"] = True
                             continue
@@ -285,7 +375,8 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
                         for out in resampler.resample(frame):
                             abuf.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
                         decoded_any = True
-                if spans is not None:
+                spans.grow(latest())
+                if spans.q is not None:
                     yield from emit()
                 if state["v_done"] and state["a_done"]:
                     break
@@ -299,9 +390,8 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
         if not frames and abuf.n == 0 and not decoded_any:
             raise EmoliteError("no decodable frames or audio (empty, or shorter than one frame)", p)
         state["v_done"] = state["a_done"] = True
-        if spans is None:  # duration unknown until now (some streamed formats)
-            last = max(state["video_t"] + 1.0 / fps if frames else 0.0, abuf.end)
-            spans = deque((t0 + a, t0 + b) for a, b in window_spans(max(last - t0, 0.0), window, hop))
+        if t_end is None:  # the length is known only now (some streamed formats)
+            spans.finish(max(state["video_t"] + 1.0 / fps if frames else 0.0, abuf.end))
         yield from emit(final=True)
     finally:
         c.close()
