@@ -56,3 +56,35 @@ def test_save_load_and_onnx(tmp_path):
     rep = export(p, tmp_path / "late.onnx")
     assert rep["max_abs_prob_diff"] <= 1e-4
     assert np.isfinite(load_model(tmp_path / "late.onnx").predict_inputs({k: v.numpy() for k, v in x.items()})).all()
+
+
+def test_default_layout_face_cnn_plus_voice_exports_and_matches(tmp_path):
+    """The shipped layout (a 48-px grey per-frame face_cnn expert + the voice expert, with its
+    InputSpec) saves, loads, exports to ONNX with the same answers, and averages face logits
+    over the frames that have a face only."""
+    from emolite.export import export, random_inputs
+    from emolite.inference import load_model
+    from emolite.spec import InputSpec
+
+    torch.manual_seed(0)
+    face = build_model({"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0}, 7).eval()
+    voice = build_model("audio", num_classes=7)
+    cfg = {"name": "late", "experts": {"face": face.cfg, "audio": voice.cfg}, "weights": {"face": 0.6, "audio": 0.4},
+           "temperatures": {"face": 1.2, "audio": 1.0}, "modalities": ["face", "audio"]}
+    late = build_model(cfg, 7).eval()
+    late.experts["face"].load_state_dict(face.state_dict())
+    spec = InputSpec(face_size=48, margin=0.0, audio_seconds=3.0, window_seconds=3.0)
+    path = save_checkpoint(tmp_path / "d.pt", late, {"classes": [str(i) for i in range(7)], "preprocess": spec.to_dict()})
+    m = load_model(path)
+    assert m.spec.face_size == 48 and m.spec.margin == 0.0 and m.spec.window_seconds == 3.0
+    x = example_batch(B=2, T=4, seconds=3.0, size=48)
+    x["face_mask"][0, 2:] = False
+    x["face"][0, 2:] = torch.rand_like(x["face"][0, 2:])       # frames without a face must not count
+    with torch.no_grad():
+        a = late.experts["face"](x)
+        x2 = {**x, "face": x["face"][:, :2], "face_mask": x["face_mask"][:, :2]}
+        assert torch.allclose(a[0], late.experts["face"](x2)[0], atol=1e-5)
+    rep = export(path, tmp_path / "d.onnx")
+    assert rep["max_abs_prob_diff"] <= 1e-4
+    xo = random_inputs(m, 2, seed=0)
+    assert np.abs(load_model(tmp_path / "d.onnx").predict_inputs(xo) - m.predict_inputs(xo)).max() <= 1e-4
