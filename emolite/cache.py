@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from .fsio import atomic_write_bytes, clean_temp, is_temp
+from .errors import EmoliteError
+from .fsio import atomic_write_bytes, check_writable, clean_temp, is_temp, write_error
 from .faces import CONTEXT_SIZE, FACE_SIZE
 from .media import FPS, SAMPLE_RATE
 
@@ -24,6 +28,8 @@ CACHE_VERSION = 1
 ENTRIES = "entries"
 INDEX = "index.jsonl"
 CONFIG = "config.json"
+LOCK = ".lock"            # every run holds it shared; the one that gets it alone cleans temp files
+CLAIMS = "claims"         # claims/<key>: locked by the run making that entry (kept out of entries/)
 
 
 def config_key(cfg: dict) -> str:
@@ -35,7 +41,7 @@ def config_key(cfg: dict) -> str:
 def cache_dir(root: str | Path, cfg: dict) -> Path:
     """The folder for this config under root, created with its config.json."""
     d = Path(root) / config_key(cfg)
-    (d / ENTRIES).mkdir(parents=True, exist_ok=True)
+    check_writable(d / ENTRIES)
     if not (d / CONFIG).exists():
         atomic_write_bytes(d / CONFIG, json.dumps({"version": CACHE_VERSION, **cfg}, indent=1).encode())
     return d
@@ -51,6 +57,59 @@ def read_config(cdir: str | Path) -> dict:
 def clean_cache_temp(cdir: str | Path) -> int:
     """Remove temp files a killed run left (a complete `.tmp-*.npz` is not an entry)."""
     return clean_temp(cdir) + clean_temp(Path(cdir) / ENTRIES)
+
+
+def _flock(f, exclusive: bool, wait: bool) -> bool:
+    """flock on an open file; False when `wait` is off and another process holds it. Where
+    there is no flock (Windows), every lock is granted: runs are then not coordinated."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return True
+    flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(f.fileno(), flags)
+        return True
+    except BlockingIOError:
+        return False
+
+
+@contextmanager
+def run_lock(cdir: str | Path) -> Iterator[bool]:
+    """Held (shared) for a whole preprocess run; yields whether the run is alone on the cache.
+    Only a run that is alone removes temp files a killed run left: another live run's writes
+    in progress look the same. Released by the OS when a run is killed."""
+    try:
+        f = open(Path(cdir) / LOCK, "a+")
+    except OSError as e:
+        raise write_error(e, Path(cdir) / LOCK) from None
+    with f:
+        alone = _flock(f, exclusive=True, wait=False)
+        if alone:   # what a killed run left: temp files, and claims nobody holds
+            clean_cache_temp(cdir)
+            for c in (Path(cdir) / CLAIMS).glob("*"):
+                c.unlink(missing_ok=True)
+        _flock(f, exclusive=False, wait=True)   # from exclusive to shared: other runs may join
+        yield alone
+
+
+@contextmanager
+def claim(cdir: str | Path, key: str) -> Iterator[bool]:
+    """Yields whether this process may make entry `key` now (False: another run is making it).
+    Check for the finished entry only inside the claim: the run holding it writes it first."""
+    path = Path(cdir) / CLAIMS / key
+    try:
+        path.parent.mkdir(exist_ok=True)
+        f = open(path, "a+")
+    except OSError as e:
+        raise write_error(e, path) from None
+    with f:
+        mine = _flock(f, exclusive=True, wait=False)
+        try:
+            yield mine
+        finally:
+            if mine:
+                path.unlink(missing_ok=True)
 
 
 def encode_images(images: np.ndarray, quality: int = 90) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +222,6 @@ def rebuild_index(cdir: str | Path) -> list[dict]:
 
 def read_index(cdir: str | Path) -> list[dict]:
     """All entries of a cache dir (a config folder, or a root holding exactly one)."""
-    from .errors import EmoliteError
-
     cdir = resolve_cache_dir(cdir)
     index = cdir / INDEX
     if not index.exists():
@@ -181,8 +238,6 @@ def read_index(cdir: str | Path) -> list[dict]:
 
 def resolve_cache_dir(path: str | Path) -> Path:
     """Accept either a config folder or the root above it (when it holds one config)."""
-    from .errors import EmoliteError
-
     p = Path(path)
     if (p / ENTRIES).is_dir():
         return p

@@ -7,13 +7,44 @@ TEMP_PREFIX; `clean_temp` removes the ones a kill left behind (indexers skip the
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import EmoliteError
+
 TEMP_PREFIX = ".tmp-"
+# errno -> what to do: the faults of the disk or folder rather than of the data
+FIXES = {errno.ENOSPC: "disk full; free some space or write elsewhere",
+         errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere",
+         errno.EFBIG: "file too large for this file system; write elsewhere",
+         errno.EROFS: "read-only file system; choose another output folder",
+         errno.EACCES: "permission denied; make the folder writable or choose another output folder",
+         errno.EPERM: "permission denied; make the folder writable or choose another output folder"}
+
+
+def write_error(e: OSError, path: str | Path) -> EmoliteError:
+    """A failed write as one line naming the file and the fix (disk full, read-only, no permission)."""
+    fix = FIXES.get(e.errno or 0) or f"cannot write ({e.strerror or e})"
+    return EmoliteError(f"cannot write: {fix}", path)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Create `folder` if needed and make sure files can be made in it: fail once, up front, with
+    one line, rather than on the first of many outputs."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error(e, folder) from None
+    if not folder.is_dir():
+        raise EmoliteError("is a file, not a folder; choose an output folder", folder)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise write_error(PermissionError(errno.EACCES, "Permission denied"), folder)
+    return folder
 
 
 def is_temp(path: str | Path) -> bool:
@@ -25,16 +56,22 @@ def is_temp(path: str | Path) -> bool:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success it is renamed onto `path`, on error removed.
 
-    For writers that want a file name (torch.save, onnx.save, matplotlib) rather than bytes."""
+    For writers that want a file name (torch.save, onnx.save, matplotlib) rather than bytes.
+    A disk or permission fault (full, read-only, quota) becomes one EmoliteError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
+        os.close(fd)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in FIXES:
+            raise write_error(e, path) from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 

@@ -28,12 +28,15 @@ MAX_CLIP = 12.0          # s: files up to this long are one window ("utterance-l
                          # longer ones are windowed. The one place this is decided (see window_spans).
 WINDOW = 2.0             # s: window length for long files (and for analyze)
 HOP = 1.0                # s: hop between windows
+MIN_WINDOW, MAX_WINDOW = 0.25, 600.0   # s: the window lengths analyze accepts
+MIN_HOP = 0.1            # s: a smaller hop only multiplies the work
 MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this
 MAX_FPS = 60.0           # frames sampled per second, at most (a video has no more to give)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts"}
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts",
+              ".gif"}   # an animated GIF decodes as a video without audio
 MEDIA_EXTS = IMAGE_EXTS | AUDIO_EXTS | VIDEO_EXTS
 
 # (max seconds, max pixels) of `decode_limits`, per thread/context
@@ -73,6 +76,21 @@ def check_file(path: str | Path) -> Path:
     if p.stat().st_size == 0:
         raise EmoliteError("file is empty (0 bytes); re-export or re-download it", p)
     return p
+
+
+def scan(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Media files under `folder` (recursively, sorted; hidden files and folders skipped) and a
+    problem for each subfolder that cannot be read, so that none is skipped silently."""
+    problems: list[tuple[str, str]] = []
+
+    def unreadable(e: OSError) -> None:
+        problems.append((str(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
+
+    files = []
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(root) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in MEDIA_EXTS]
+    return sorted(files), problems
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -18,10 +18,28 @@ from .data.manifest import safe_key
 from .errors import EmoliteError
 from .features import Features, window_features
 from .fsio import atomic_write_bytes
-from .registry import DATASETS, lookup
+from .options import choice, number, optional
+from .registry import DATASETS, DETECTORS, lookup
 from .spec import CACHE_FIELDS, InputSpec
 
 JPEG_QUALITY = 90
+CROP_SIZES = (16, 512)      # px: smallest and largest face/context crop a cache may store
+DETECT_SIDES = (32, 2048)   # px: longest side given to the detector
+MAX_MARGIN = 2.0            # crop side at most 3× the face box
+MAX_WORKERS = 256
+
+
+def check_options(cfg: dict) -> dict:
+    """Every setting in range and every name known, before any file is decoded (one line each:
+    a runaway `--fps 1e6` or a `--detector` typo must not reach the workers)."""
+    number("--fps", cfg["fps"], 0, media.MAX_FPS, lo_open=True)
+    for name in ("face_size", "context_size"):
+        number(f"--{name.replace('_', '-')}", cfg[name], *CROP_SIZES, integer=True)
+    number("detect_side", cfg["detect_side"], *DETECT_SIDES, integer=True)
+    number("--margin", cfg["margin"], 0, MAX_MARGIN)
+    number("jpeg_quality", cfg["jpeg_quality"], 1, 100, integer=True)
+    choice("--detector", cfg["detector"], DETECTORS, "face detector (--detector)")
+    return cfg
 
 
 def preprocess_config(**overrides) -> dict:
@@ -32,22 +50,32 @@ def preprocess_config(**overrides) -> dict:
     if unknown:
         raise EmoliteError(f"unknown preprocessing option(s) {sorted(unknown)}; valid: {sorted(allowed)}")
     given = {k: v for k, v in overrides.items() if v is not None}
+    for k, v in given.items():   # a value InputSpec cannot even convert (e.g. fps="abc") is an option error
+        if k != "detector" and not isinstance(v, bool):
+            optional(f"--{k.replace('_', '-')}", v)
     spec = InputSpec.from_dict({k: v for k, v in given.items() if k != "jpeg_quality"})
-    return {**spec.to_dict(), "jpeg_quality": int(given.get("jpeg_quality", JPEG_QUALITY))}
+    return check_options({**spec.to_dict(), "jpeg_quality": given.get("jpeg_quality", JPEG_QUALITY)})
 
 
 _DETECTOR = None
+_INIT_ERROR: str | None = None   # why this worker could not start; every item then reports it once
 
 
 def _init_worker(cfg: dict, threads: int) -> None:
-    """Per-process setup: one detector, one thread each (the processes give the parallelism)."""
-    global _DETECTOR
-    import cv2
+    """Per-process setup: one detector, one thread each (the processes give the parallelism).
+    Never raises: a Pool restarts a worker whose initializer fails, forever."""
+    global _DETECTOR, _INIT_ERROR
+    _INIT_ERROR = None
+    try:
+        import cv2
 
-    cv2.setNumThreads(threads)
-    from .faces import get_detector
+        cv2.setNumThreads(threads)
+        from .faces import get_detector
 
-    _DETECTOR = get_detector(cfg["detector"], side=cfg["detect_side"], threads=threads)
+        _DETECTOR = get_detector(cfg["detector"], side=cfg["detect_side"], threads=threads)
+    except Exception as e:
+        _INIT_ERROR = str(e) if isinstance(e, EmoliteError) else \
+            f"cannot start the face detector {cfg['detector']!r} ({type(e).__name__}: {e})"
 
 
 def _write(cdir: str, key: str, item: Item, w: media.Window, feats: Features, spec: InputSpec, quality: int) -> bool:
@@ -64,13 +92,23 @@ def _write(cdir: str, key: str, item: Item, w: media.Window, feats: Features, sp
 def process_item(item: Item, cdir: str, cfg: dict) -> dict:
     """Decode, detect, crop and store one item; never raises for a bad file.
 
-    Returns {"key", "status" (done | reused | failed), "reason", "windows" (entries written),
+    Returns {"key", "status" (done | reused | claimed (another run is on it) | failed), "reason", "windows" (entries written),
     "no_face" (of those, entries whose video had no face)}. media decides from what it decodes
     whether an item is one window or many (never from the container's duration field): one
     window is stored as `key`, several as `key-w0000`, `key-w0001`, ... plus a `key.windows`
     marker written last, so a run killed inside a long file redoes that file."""
     key = item.key or safe_key(item.path)
     res = {"key": key, "status": "done", "reason": "", "windows": 0, "no_face": 0}
+    if _INIT_ERROR is not None:
+        return {**res, "status": "failed", "reason": _INIT_ERROR, "fatal": True}
+    with cache.claim(cdir, key) as mine:
+        if not mine:   # another preprocess run on this cache is making it now
+            return {**res, "status": "claimed"}
+        return _process(item, key, res, cdir, cfg)
+
+
+def _process(item: Item, key: str, res: dict, cdir: str, cfg: dict) -> dict:
+    """process_item's work, once this run holds the item's claim."""
     marker = cache.entry_path(cdir, key).with_suffix(".windows")
     if cache.entry_path(cdir, key).exists() or marker.exists():
         return {**res, "status": "reused"}
@@ -108,9 +146,9 @@ def _run_one(args):
 def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = None, limit: int | None = None,
         progress: bool = True, dataset_opts: dict | None = None, **cfg_overrides) -> dict:
     """Preprocess a dataset into `out/<config hash>/`. Returns (and writes) a summary."""
-    from tqdm import tqdm
-
     cfg = preprocess_config(**cfg_overrides)
+    limit = optional("--limit", limit, 1, integer=True)
+    workers = optional("--workers", workers, 1, MAX_WORKERS, integer=True)
     loader = lookup(DATASETS, dataset, "dataset")
     items, problems = loader(root, **(dataset_opts or {}))
     if limit:
@@ -118,11 +156,19 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
     if not items and not problems:
         raise EmoliteError(f"no {dataset} items found; check the folder layout (see README)", root)
     cdir = cache.cache_dir(out, cfg)
-    cache.clean_cache_temp(cdir)   # temp files a killed run left; no writer is active yet
+    with cache.run_lock(cdir):   # alone on the cache: temp files a killed run left are cleaned
+        return _run(dataset, root, items, problems, cdir, cfg, workers, progress)
+
+
+def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir: Path, cfg: dict,
+         workers: int | None, progress: bool) -> dict:
+    """run's work, under the cache's run lock."""
+    from tqdm import tqdm
+
     workers = max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
     t0 = time.time()
     # Items and windows are counted apart: one long item is many windows (entries).
-    counts = {"done": 0, "reused": 0, "failed": 0, "skipped": len(problems), "no_face": 0, "windows": 0}
+    counts = {"done": 0, "reused": 0, "claimed": 0, "failed": 0, "skipped": len(problems), "no_face": 0, "windows": 0}
     failures = [{"path": p, "status": "skipped", "reason": r} for p, r in problems]
     jobs = [(it, str(cdir), cfg) for it in items]
     bar = tqdm(total=len(jobs), desc=f"preprocess {dataset}", unit="clip", disable=not progress, dynamic_ncols=True)
@@ -137,6 +183,8 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
         results = pool.imap_unordered(_run_one, jobs, chunksize=1)
     try:
         for res in results:
+            if res.get("fatal"):   # the workers cannot start (e.g. the detector): once, not per item
+                raise EmoliteError(res["reason"])
             counts[res["status"]] += 1
             counts["windows"] += res["windows"]
             counts["no_face"] += res["no_face"] > 0
@@ -167,7 +215,8 @@ def format_summary(s: dict) -> str:
     """The end-of-run report a user reads: counts, then each skipped/failed file with its reason."""
     lines = [f"cache: {s['cache']}",
              f"items {s['items']}: done {s['done']}, reused {s['reused']}, failed {s['failed']}, "
-             f"skipped {s['skipped']} (no face in {s['no_face']} of them)",
+             f"skipped {s['skipped']} (no face in {s['no_face']} of them)"
+             + (f"; {s['claimed']} being made by another run on this cache" if s.get("claimed") else ""),
              f"windows written {s['windows']}; entries in the cache {s['entries']}, {s['seconds_of_media']} s of media, {s['cache_bytes'] / 1e6:.2f} MB "
              f"({s['kb_per_second']} KB per second), {s['wall_seconds']} s"]
     for p in s["problems"][:20]:
