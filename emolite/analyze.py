@@ -21,7 +21,9 @@ from . import inputs as I
 from . import media
 from .errors import EmoliteError
 from .features import usable, window_features
-from .fsio import atomic_path, atomic_write_text
+from .fsio import atomic_path, atomic_write_text, check_writable
+from .options import optional
+from .outputs import CsvSink, Outputs  # noqa: F401  (CsvSink: the streamed CSV, public since the first release)
 from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
 from .spec import InputSpec
 
@@ -253,17 +255,15 @@ def analyze_file(model: Model, path: str | os.PathLike, window: float | None = N
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (recursively, media files only) and globs -> files; problems for the rest."""
+    """Files, folders (recursively, media files only) and globs -> files; problems for the rest,
+    including subfolders that cannot be read (reported, never skipped silently)."""
     files, problems = [], []
     for s in specs:
         p = Path(s)
         if p.is_dir():
-            try:
-                found = sorted(q for q in p.rglob("*") if q.suffix.lower() in media.MEDIA_EXTS and q.is_file())
-            except OSError as e:
-                problems.append((s, f"cannot read folder ({e.strerror})"))
-                continue
-            if not found:
+            found, unreadable = media.scan(p)
+            problems += unreadable
+            if not found and not unreadable:
                 problems.append((s, "folder holds no media files"))
             files += found
         elif p.exists():
@@ -321,84 +321,78 @@ def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
     strip.set_ylabel("label", rotation=0, ha="right", va="center")
     fig.tight_layout()
     out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(out) as tmp:   # a full or read-only disk: one EmoliteError, no temp file left
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
-class CsvSink:
-    """Appends window rows to a CSV as they arrive (streaming), header from the first row."""
+def check_window(window: float | None, hop: float | None) -> None:
+    """--window and --hop finite and in range (None: the model's), before anything is decoded."""
+    optional("--window", window, media.MIN_WINDOW, media.MAX_WINDOW)
+    optional("--hop", hop, media.MIN_HOP, media.MAX_WINDOW)
 
-    def __init__(self, path: Path):
-        from contextlib import ExitStack
 
-        self.path = path
-        self._stack = ExitStack()   # the temp file is renamed onto `path` by close()
-        self.tmp = self._stack.enter_context(atomic_path(path))
-        self.f = open(self.tmp, "w", newline="", encoding="utf-8")
-        self.writer = None
-
-    def write(self, row: dict) -> None:
-        """Append one row (flushed, so a reader sees progress)."""
-        if self.writer is None:
-            self.writer = csv.DictWriter(self.f, fieldnames=list(row))
-            self.writer.writeheader()
-        self.writer.writerow(row)
-        self.f.flush()
-
-    def close(self) -> None:
-        """Finish the file and move it into place."""
-        self.f.close()
-        self._stack.close()
+def _fail(failed: list, print_fn, path: str, reason: str) -> None:
+    failed.append({"path": path, "reason": reason})
+    print_fn(f"error: {path}: {reason}" if not reason.startswith(path) else f"error: {reason}")
 
 
 def run(specs: list[str], model: Model, out: str | None = None, plot: bool = False, window: float | None = None,
-        hop: float | None = None, progress: bool = True, quiet: bool = False, print_fn=print) -> dict:
-    """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad file."""
+        hop: float | None = None, progress: bool = True, quiet: bool = False, print_fn=print,
+        resume: bool = False) -> dict:
+    """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad
+    file or a failed write; `resume` skips files an earlier run into the same `out` finished."""
+    check_window(window, hop)
     files, problems = expand_inputs(specs)
-    out_dir = Path(out) if out else None
-    single = None
-    if out_dir is not None and out_dir.suffix.lower() in (".csv", ".json"):
-        single, out_dir = out_dir, out_dir.parent
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path = single if single is not None and single.suffix.lower() == ".csv" else \
-        (out_dir / "emotions.csv" if out_dir is not None else None)
-    json_path = single if single is not None and single.suffix.lower() == ".json" else \
-        (out_dir / "emotions.json" if out_dir is not None else None)
-    sink = CsvSink(csv_path) if csv_path is not None else None
-    results, failed = [], [{"path": p, "reason": r} for p, r in problems]
+    o = Outputs(out, resume)
+    if plot and o.dir is None:
+        check_writable(".")
+    results, failed = [], []
     for p, r in problems:
-        print_fn(f"error: {p}: {r}")
+        _fail(failed, print_fn, p, r)
     try:
         for f in files:
+            if os.path.abspath(f) in o.done:
+                results.append(o.done[os.path.abspath(f)])
+                if not quiet:
+                    print_fn(f"{f}: finished in the earlier run (--resume)")
+                continue
             try:
                 r = analyze_file(model, f, window, hop, progress=progress and not quiet,
-                                 on_window=(lambda w, f=f: sink.write(window_row(str(f), w))) if sink else None)
+                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w))) if o.sink else None)
             except EmoliteError as e:
-                failed.append({"path": str(f), "reason": str(e)})
-                print_fn(f"error: {e}")
+                _fail(failed, print_fn, str(f), str(e))
                 continue
             except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
-                failed.append({"path": str(f), "reason": f"unexpected {type(e).__name__}: {e}"})
-                print_fn(f"error: {f}: unexpected {type(e).__name__}: {e}")
+                _fail(failed, print_fn, str(f), f"unexpected {type(e).__name__}: {e}")
                 continue
-            results.append(r)
+            results.append(r.to_dict())
             if not quiet:
                 print_fn(format_table(r))
             if plot:
-                png = (out_dir or Path(".")) / f"{Path(f).name}.png"
-                plot_timeline(r, png)
-                if not quiet:
-                    print_fn(f"  plot: {png}")
+                try:
+                    png = plot_timeline(r, (o.dir or Path(".")) / f"{Path(f).name}.png")
+                    if not quiet:
+                        print_fn(f"  plot: {png}")
+                except EmoliteError as e:
+                    _fail(failed, print_fn, str(f), str(e))
+            err = o.finished(r)
+            if err is not None:
+                _fail(failed, print_fn, str(o.record), str(err))
     finally:
-        if sink is not None:
-            sink.close()
+        o.close()
+    if o.sink is not None and o.sink.error is not None:
+        _fail(failed, print_fn, str(o.csv), str(o.sink.error))
     summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
-               "results": [r.to_dict() for r in results]}
-    if json_path is not None:
-        atomic_write_text(json_path, json.dumps(summary, indent=1))
-    if out_dir is not None and not quiet:
-        print_fn(f"wrote {', '.join(str(p) for p in (csv_path, json_path) if p is not None)}")
+               "results": results}
+    if o.json is not None:
+        try:
+            atomic_write_text(o.json, json.dumps(summary, indent=1))
+        except EmoliteError as e:
+            _fail(failed, print_fn, str(o.json), str(e))
+    if o.dir is not None and not quiet:
+        print_fn(f"wrote {', '.join(str(p) for p in (o.csv, o.json, o.record) if p is not None)}")
     return summary

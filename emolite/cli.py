@@ -1,6 +1,9 @@
 """`emolite` command line: thin wrappers that parse, call one function, print.
 
-User errors (EmoliteError) print as one line and exit 1; nothing prints a traceback for them.
+User errors (EmoliteError) print as one line and exit 1; a bad option value (OptionError:
+out of range, not finite, unknown name) prints one line naming the option and exits 2, like
+argparse's own usage errors. Values are checked by the functions called (the API boundary);
+options only the CLI has are checked here.
 """
 
 from __future__ import annotations
@@ -10,7 +13,18 @@ import json
 import sys
 from pathlib import Path
 
+from . import options as O
 from .errors import EmoliteError
+
+# Ranges of the options only the CLI has (the others are checked by the functions they go to).
+SAMPLES = (1, 1000)              # info: frames sampled for faces
+DEMO_SECONDS = (0.5, 600.0)      # demo, bench: length of the generated clip
+PORTS = (0, 65535)
+SERVE_WORKERS = (1, 256)
+MAX_SESSIONS = (1, 4096)
+MAX_UPLOAD_MB = (1, 4096)
+MAX_MESSAGE_KB = (1, 65536)
+MAX_FRAME_PIXELS = (64 * 64, 7680 * 4320)
 
 
 def cmd_info(args) -> int:
@@ -18,6 +32,7 @@ def cmd_info(args) -> int:
     from . import media
     from .faces import get_detector
 
+    samples = O.number("--samples", args.samples, *SAMPLES, integer=True)
     det = None if args.no_faces else get_detector()
     status = 0
     for path in args.files:
@@ -25,9 +40,15 @@ def cmd_info(args) -> int:
             info = media.probe(path)
             if det is not None and info.get("has_video", info["kind"] == "image"):
                 found, sampled = [], 0
-                for w in media.iter_windows(path, fps=1.0 / max(info["duration"] / args.samples, 0.2) if info["duration"] else 1.0,
-                                            window=1e9, use_audio=False, max_side=None):
+                # Short windows and a stop after `samples` frames: a file that claims no duration
+                # (or a wrong one) is never held whole.
+                fps = 1.0 / max(info["duration"] / samples, 0.2) if info["duration"] else 1.0
+                for w in media.iter_windows(path, fps=fps, window=media.WINDOW, use_audio=False, max_side=None):
+                    if sampled >= samples:
+                        break
                     for t, frame in zip(w.times, w.frames):
+                        if sampled >= samples:
+                            break
                         sampled += 1
                         faces = det(frame)
                         found.append({"t": round(float(t), 2), "faces": len(faces),
@@ -60,6 +81,7 @@ def cmd_demo(args) -> int:
     """Write the built-in example clip and analyse it: the timeline table, CSV/JSON and plot."""
     from .demo import make_clip
 
+    O.number("--seconds", args.seconds, *DEMO_SECONDS)
     out = Path(args.out)
     clip = make_clip(out / "demo.mp4", seconds=args.seconds)
     print(f"wrote {clip}")
@@ -73,9 +95,11 @@ def cmd_analyze(args) -> int:
     from . import analyze
     from .inference import load_model
 
+    analyze.check_window(args.window, args.hop)   # before the model loads
     model = load_model(args.model, device=args.device)
     summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
-                          hop=args.hop, progress=not args.quiet, quiet=args.quiet)
+                          hop=args.hop, progress=not args.quiet, quiet=args.quiet,
+                          resume=getattr(args, "resume", False))
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
@@ -120,6 +144,7 @@ def cmd_bench(args) -> int:
     """`emolite bench`: prints the figures as JSON."""
     from . import bench
 
+    O.number("--seconds", args.seconds, *DEMO_SECONDS)
     print(json.dumps(bench.run(args.model, args.seconds), indent=1))
     return 0
 
@@ -128,11 +153,19 @@ def cmd_serve(args) -> int:
     """`emolite serve`."""
     from .serve.app import Limits, serve
 
+    O.number("--port", args.port, *PORTS, integer=True)
+    O.number("--workers", args.workers, *SERVE_WORKERS, integer=True)
+    O.optional("--max-sessions", args.max_sessions, *MAX_SESSIONS, integer=True)
+    O.optional("--max-upload-mb", args.max_upload_mb, *MAX_UPLOAD_MB, integer=True)
+    O.optional("--max-message-kb", args.max_message_kb, *MAX_MESSAGE_KB, integer=True)
+    O.optional("--max-frame-pixels", args.max_frame_pixels, *MAX_FRAME_PIXELS, integer=True)
+    O.device(args.device)
     given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels,
              "max_message": args.max_message_kb and args.max_message_kb << 10,
              "max_upload": args.max_upload_mb and args.max_upload_mb << 20}
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
-    serve(args.model, host=args.host, port=args.port, device=args.device, workers=args.workers, limits=limits)
+    serve(args.model, host=args.host, port=args.port, device=args.device, workers=args.workers, limits=limits,
+          allow_origins=args.allow_origin or (), idle_timeout=args.idle_timeout)
     return 0
 
 
@@ -180,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=float, help="window seconds (default: the model's, 2)")
     s.add_argument("--hop", type=float, help="hop seconds (default: the model's, 1)")
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")
     s.set_defaults(func=cmd_analyze)
 
     s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
@@ -219,15 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-upload-mb", type=int, help="largest uploaded file (default 50)")
     s.add_argument("--max-message-kb", type=int, help="largest WebSocket message (default 1024)")
     s.add_argument("--max-frame-pixels", type=int, help="largest webcam frame, width x height (default 1280x720)")
+    s.add_argument("--allow-origin", action="append", metavar="URL",
+                   help="another page origin allowed to use the server (e.g. https://example.org); repeatable")
+    s.add_argument("--idle-timeout", type=float, help="seconds a silent WebSocket client keeps its slot (default 30)")
     s.set_defaults(func=cmd_serve)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: a user error (EmoliteError) prints one line and returns 1; returns the exit code."""
+    """Entry point: a user error (EmoliteError) prints one line and returns 1 (2 for a bad option
+    value); returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
+    except O.OptionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except EmoliteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
