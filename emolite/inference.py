@@ -220,7 +220,15 @@ def audio_windows(audio: np.ndarray, spec: InputSpec) -> list[np.ndarray]:
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu", threads: int | None = None) -> EmotionModel:
-    """Load the packaged default model (no download), an emolite checkpoint (.pt) or an ONNX export."""
+    """Load the packaged default model (no download), an emolite checkpoint (.pt) or an ONNX export.
+
+    Every fault of the model file (damaged metadata, weights of another architecture or class
+    count, an ONNX whose inputs or outputs do not fit) is one EmoliteError naming the file, raised
+    here: one probe input runs through the model, so no video is ever blamed for the model."""
+    from .options import OptionError, device as check_device, number
+
+    device = check_device(device)
+    threads = None if threads is None else number("threads", threads, 1, 1024, integer=True)
     path = Path(name_or_path) if name_or_path not in (None, "default") else DEFAULT_MODEL
     if not path.exists():
         hint = "the package was installed without its model; reinstall emolite" if path == DEFAULT_MODEL \
@@ -230,7 +238,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
         import torch
 
         if not torch.cuda.is_available():
-            raise EmoliteError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
+            raise OptionError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
     if path.suffix.lower() == ".onnx":
         import onnxruntime as ort
 
@@ -245,15 +253,40 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
         raw = sess.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
         if raw is None:
             raise EmoliteError("ONNX file has no emolite metadata; export it with `emolite export`", path)
-        meta = json.loads(raw)
-        return EmotionModel(list(meta["classes"]), meta, "onnx", sess, device)
-    from .models import load_checkpoint
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            raise EmoliteError("ONNX file's emolite metadata is not valid JSON; export it again with "
+                               "`emolite export`", path) from None
+        if not isinstance(meta, dict):
+            raise EmoliteError("ONNX file's emolite metadata is not a mapping; export it again with "
+                               "`emolite export`", path)
+        model = EmotionModel(meta.get("classes"), meta, "onnx", sess, device)
+    else:
+        from .models import load_checkpoint
 
-    if threads:
-        import torch
+        if threads:
+            import torch
 
-        torch.set_num_threads(threads)
-    net, meta = load_checkpoint(path, map_location=device)
-    if not meta.get("classes"):
-        raise EmoliteError("checkpoint has no class names in its metadata", path)
-    return EmotionModel(list(meta["classes"]), meta, "torch", net.to(device).eval(), device)
+            torch.set_num_threads(threads)
+        net, meta = load_checkpoint(path, map_location=device)
+        model = EmotionModel(meta.get("classes"), meta, "torch", net.to(device).eval(), device)
+    fix = "export it again with `emolite export`" if model.backend == "onnx" else "use the checkpoint train wrote"
+    classes = model.classes
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise EmoliteError(f"no list of class names in the model's metadata; {fix}", path)
+    try:
+        spec = model.spec
+        fs, cs = spec.face_size, spec.context_size
+        probe = I.clip_inputs(np.zeros((1, fs, fs, 3), np.uint8), np.ones(1, bool), np.zeros((1, cs, cs, 3), np.uint8),
+                              np.zeros(spec.sample_rate, np.float32), spec.frames, spec.audio_seconds, True, True,
+                              face_size=fs, context_size=cs)
+        out = np.asarray(model.predict_inputs(I.stack([probe])))
+    except Exception as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise EmoliteError(f"the model does not take the inputs its metadata describes ({type(e).__name__}: "
+                           f"{detail}); {fix}", path) from None
+    if out.shape != (1, len(classes)):
+        raise EmoliteError(f"the model gives {out.shape[-1] if out.ndim else 0} outputs for {len(classes)} class "
+                           f"names; {fix}", path)
+    return model

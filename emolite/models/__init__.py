@@ -196,19 +196,47 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:
         raise EmoliteError(f"not an emolite checkpoint ({type(e).__name__})", path) from None
     if isinstance(ckpt, dict) and "state_dict" in ckpt and "meta" in ckpt:
-        return ckpt["state_dict"], ckpt["meta"]
-    if isinstance(ckpt, dict) and "state_dict" in ckpt and "emolite" in ckpt:
-        sd = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-        return sd, ckpt["emolite"]
-    raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
+        sd, meta = ckpt["state_dict"], ckpt["meta"]
+    elif isinstance(ckpt, dict) and "state_dict" in ckpt and "emolite" in ckpt:
+        sd = ckpt["state_dict"]
+        sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")} if isinstance(sd, dict) else sd
+        meta = ckpt["emolite"]
+    else:
+        raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
+    if not isinstance(sd, dict) or not isinstance(meta, dict):
+        raise EmoliteError(f"damaged emolite checkpoint (its {'metadata' if isinstance(sd, dict) else 'state_dict'} "
+                           "is not a mapping); use the file train wrote, or train again", path)
+    return sd, meta
+
+
+def _fit_error(path: str | Path, e: Exception) -> EmoliteError:
+    """A checkpoint whose weights do not fit the model its metadata describes, as one line."""
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    detail = detail if len(detail) <= 160 else detail[:157] + "..."
+    return EmoliteError(f"weights do not fit the model its metadata describes (another architecture or class "
+                        f"count?): {detail}; use the checkpoint train wrote with it, or train again", path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode, meta). Never unpickles arbitrary objects."""
+    """(model in eval mode, meta). Never unpickles arbitrary objects; a checkpoint that does not
+    fit its own metadata (architecture, class count) is one EmoliteError naming the file."""
     state, meta = read_checkpoint(path, map_location)
-    num_classes = int(meta.get("num_classes") or len(meta.get("classes", [])))
-    model = build_model(meta.get("model", {}), num_classes)
-    model.load_state_dict(state)
+    classes = meta.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        raise EmoliteError("damaged metadata: 'classes' is not a list of names; use the file train wrote", path)
+    try:
+        num_classes = int(meta.get("num_classes") or len(classes or []))
+        if classes and num_classes != len(classes):
+            raise ValueError(f"{num_classes} outputs for {len(classes)} class names")
+        cfg = meta.get("model", {})
+        if not isinstance(cfg, dict):
+            raise TypeError("the 'model' config is not a mapping")
+        model = build_model(cfg, num_classes)
+        model.load_state_dict(state)
+    except EmoliteError as e:   # e.g. an unknown model name: already says what exists
+        raise EmoliteError(str(e), path) from None
+    except (RuntimeError, ValueError, TypeError, KeyError) as e:
+        raise _fit_error(path, e) from None
     return model.eval(), meta
 
 
