@@ -20,6 +20,13 @@ from emolite.serve import app as S
 from emolite.serve import protocol as P
 from emolite.serve import create_app
 
+LOCAL = "http://localhost"   # the Host the server answers to (a foreign one is refused)
+
+
+def host(**headers) -> dict:
+    """WebSocket headers: TestClient names the host "testserver" there, which the server refuses."""
+    return {"host": "localhost", **headers}
+
 
 @pytest.fixture(scope="module")
 def model(checkpoint):
@@ -28,7 +35,7 @@ def model(checkpoint):
 
 @pytest.fixture(scope="module")
 def client(model):
-    with TestClient(create_app(model)) as c:
+    with TestClient(create_app(model), base_url=LOCAL) as c:
         yield c
 
 
@@ -86,7 +93,7 @@ def test_health_page_and_nothing_external(client):
 
 
 def test_live_prediction_tracks_the_face(client, model):
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=host()) as ws:
         hello(ws)
         box = Inbox(ws)
         ws.send_bytes(pcm_msg(1.0))
@@ -122,7 +129,7 @@ def test_live_prediction_tracks_the_face(client, model):
 
 def test_box_follows_a_face_that_jumps(client, model):
     """A jump breaks the frame-to-frame track; the box must still be on the face now, not vanish."""
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=host()) as ws:
         hello(ws)
         box = Inbox(ws)
         for i, t in enumerate([8.0 + k / 5 for k in range(10)] + [0.0, 0.2]):
@@ -139,7 +146,7 @@ def _iou(a, b) -> float:
 
 
 def test_two_clients_are_isolated(client):
-    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+    with client.websocket_connect("/ws", headers=host()) as a, client.websocket_connect("/ws", headers=host()) as b:
         hello(a), hello(b)
         ia, ib = Inbox(a), Inbox(b)
         assert client.get("/health").json()["sessions"] == 2
@@ -161,7 +168,7 @@ def test_two_clients_are_isolated(client):
 
 def test_stale_frames_are_dropped_newest_kept(client):
     before = client.get("/health").json()["stats"]["dropped"]
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=host()) as ws:
         hello(ws)
         n = 30
         for i in range(n):  # far faster than the server answers
@@ -209,7 +216,7 @@ def test_hostile_message_gets_an_error_and_the_session_goes_on(client, case):
     if msg is None:
         good = jpeg()
         msg = b"\x01" + struct.pack("<Id", 1, 0.0) + good[: len(good) // 2]
-    with client.websocket_connect("/ws") as ws:
+    with client.websocket_connect("/ws", headers=host()) as ws:
         hello(ws)
         ws.send_text(msg) if isinstance(msg, str) else ws.send_bytes(msg)
         m = ws.receive_json()
@@ -220,10 +227,10 @@ def test_hostile_message_gets_an_error_and_the_session_goes_on(client, case):
 
 
 def test_error_budget_and_session_limit(model):
-    with TestClient(create_app(model, S.Limits(max_errors=3, max_sessions=1))) as c:
-        with c.websocket_connect("/ws") as ws:
+    with TestClient(create_app(model, S.Limits(max_errors=3, max_sessions=1)), base_url=LOCAL) as c:
+        with c.websocket_connect("/ws", headers=host()) as ws:
             hello(ws)
-            with c.websocket_connect("/ws") as extra:  # over max_sessions
+            with c.websocket_connect("/ws", headers=host()) as extra:  # over max_sessions
                 m = extra.receive_json()
                 assert m["type"] == "error" and "server full" in m["message"]
                 with pytest.raises(WebSocketDisconnect) as e:
@@ -235,12 +242,12 @@ def test_error_budget_and_session_limit(model):
             with pytest.raises(WebSocketDisconnect) as e:
                 ws.receive_json()
             assert e.value.code == 1008
-        with c.websocket_connect("/ws") as ws:  # the server itself carries on
+        with c.websocket_connect("/ws", headers=host()) as ws:  # the server itself carries on
             hello(ws)
 
 
 def test_message_floods_are_refused(model):
-    with TestClient(create_app(model, S.Limits(max_message_rate=5))) as c, c.websocket_connect("/ws") as ws:
+    with TestClient(create_app(model, S.Limits(max_message_rate=5)), base_url=LOCAL) as c, c.websocket_connect("/ws", headers=host()) as ws:
         hello(ws)
         for i in range(12):
             ws.send_text(f'{{"type": "ping", "t": {i}}}')
@@ -282,10 +289,10 @@ def test_bad_uploads_are_refused(model, client, bad_files, clip):
     r = post(client, "bomb.jpg", _sof(30000, 30000))
     assert r.status_code == 400 and "over the limit" in r.json()["detail"]
     assert client.get("/health").json()["status"] == "ok"
-    with TestClient(create_app(model, S.Limits(max_upload=10_000, max_upload_seconds=1.0))) as small:
+    with TestClient(create_app(model, S.Limits(max_upload=10_000, max_upload_seconds=1.0)), base_url=LOCAL) as small:
         r = post(small, "big.mp4", bytes(200_000))
         assert r.status_code == 413 and "over the limit" in r.json()["error"]
-    with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0))) as short:
+    with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0)), base_url=LOCAL) as short:
         r = post(short, clip.name, clip.read_bytes())
         assert r.status_code == 400 and "over the limit of 1 s" in r.json()["detail"]
 
@@ -312,7 +319,7 @@ def test_served_with_the_models_own_input_settings(model, monkeypatch):
     real = SS.window_features
     monkeypatch.setattr(SS, "window_features", window_features)
     other.predict_inputs = predict_inputs
-    with TestClient(create_app(other)) as c, c.websocket_connect("/ws") as ws:
+    with TestClient(create_app(other), base_url=LOCAL) as c, c.websocket_connect("/ws", headers=host()) as ws:
         assert hello(ws)["window_s"] == 2.5
         ws.send_bytes(pcm_msg(1.0))
         ws.send_bytes(frame_msg(0))
@@ -320,3 +327,64 @@ def test_served_with_the_models_own_input_settings(model, monkeypatch):
     assert crops[0] == (64, 80, 0.4, True, 4.0)
     assert shapes[0]["face"] == (1, 6, 3, 64, 64) and shapes[0]["context"] == (1, 6, 3, 80, 80)
     assert shapes[0]["audio"] == (1, 3 * P.SAMPLE_RATE)
+
+
+# ---------------------------------------------------------------- who may connect (issue 13)
+
+
+def test_foreign_origin_and_host_are_refused(model):
+    with TestClient(create_app(model, allow_origins=["https://friend.example"]), base_url=LOCAL) as c:
+        with pytest.raises(WebSocketDisconnect) as e:   # any page the user visits: refused at the handshake
+            with c.websocket_connect("/ws", headers=host(origin="http://evil.example")) as ws:
+                ws.receive_json()
+        assert e.value.code == 1008 and c.get("/health").json()["sessions"] == 0
+        with c.websocket_connect("/ws", headers=host(origin="http://localhost")) as ws:   # its own page
+            hello(ws)
+        with c.websocket_connect("/ws", headers=host(origin="https://friend.example")) as ws:   # --allow-origin
+            hello(ws)
+        r = c.post("/predict", headers={"origin": "http://evil.example"}, files={"file": ("a.wav", b"x", "audio/wav")})
+        assert r.status_code == 403 and "other pages" in r.json()["error"]
+        # DNS rebinding: the attacker's name in Host reaches nothing, /health included
+        assert c.get("/health", headers={"host": "evil.example:8000"}).status_code == 421
+        with pytest.raises(WebSocketDisconnect):
+            with c.websocket_connect("/ws", headers={"host": "evil.example"}) as ws:
+                ws.receive_json()
+        assert c.get("/health", headers={"host": "127.0.0.1:8000"}).status_code == 200   # an address is fine
+
+
+def test_idle_client_loses_its_slot_and_health_hides_clients(model):
+    with TestClient(create_app(model, S.Limits(max_sessions=1, idle_timeout=0.3)), base_url=LOCAL) as c:
+        with c.websocket_connect("/ws", headers=host()) as ws:
+            hello(ws)
+            assert "clients" not in c.get("/health").json()   # asked from elsewhere than this machine
+            m = ws.receive_json()                              # silent past idle_timeout
+            assert m["type"] == "error" and "no message" in m["message"]
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1001
+        with c.websocket_connect("/ws", headers=host()) as ws:   # the slot is free again
+            hello(ws)
+
+
+def test_stale_upload_folders_are_cleaned_at_start(model, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setattr(S.tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / f"emolite-upload-{dead.stdout.strip()}-abc"
+    live = tmp_path / f"emolite-upload-{__import__('os').getpid()}-def"
+    for d in (stale, live):
+        d.mkdir()
+        (d / "upload.mp4").write_bytes(b"x")
+    create_app(model)
+    assert not stale.exists() and live.exists()
+
+
+def test_duration_less_upload_is_refused_by_what_decodes(model, tmp_path):
+    from test_robustness import live_mkv
+
+    f = live_mkv(tmp_path / "live.mkv", seconds=3.0)
+    with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0)), base_url=LOCAL) as c:
+        r = c.post("/predict", files={"file": (f.name, f.read_bytes(), "video/x-matroska")})
+    assert r.status_code == 400 and "longer than the limit" in r.json()["detail"]

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
@@ -43,6 +43,7 @@ from ..features import Features
 from ..inference import EmotionModel
 from . import protocol as P
 from .protocol import BadInput, Limits
+from .uploads import UPLOAD_PREFIX, check_upload, clean_stale_uploads, save_upload, upload_ext
 from .session import DETECT_EVERY, MODEL_EVERY, Job, LiveSettings, Session, infer, live_settings, model_capacity
 
 HOST = "127.0.0.1"
@@ -50,9 +51,9 @@ PORT = 8000
 MAX_PENDING_UPLOADS = 2          # uploads running or waiting; more get 503
 WORKERS = 2                      # frame threads: decode + face detection (about the number of cores)
 MODEL_WORKERS = 1                # model threads: labels queue here under load while boxes stay prompt
-UPLOAD_IMAGE_EXTS = {".jpg", ".jpeg", ".png"}   # image uploads whose header `protocol.image_size` reads
 STATIC = Path(__file__).parent / "static"
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOCAL_HOSTS = P.LOCAL_HOSTS
+HTTP_CONNECTIONS = 1024            # uvicorn's connection cap: far above what half-open clients can hold
 CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -80,6 +81,8 @@ class Server:
                                                  "dropped": 0, "errors": 0, "uploads": 0})
     uploads_active: int = 0
     model_inflight: int = 0      # model runs queued or running, all clients
+    hosts: frozenset = P.LOCAL_HOSTS       # Host names this server answers to
+    origins: frozenset = frozenset()       # other page origins allowed (--allow-origin)
 
     def __post_init__(self) -> None:
         self.pool = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="emolite-frames")
@@ -95,15 +98,27 @@ class Server:
         s.stats[key] += 1
         self.stats[key] += 1
 
-    def health(self) -> dict:
+    def health(self, local: bool = True) -> dict:
+        """Status and load; each client's statistics only for a caller on this machine."""
         limits = self.limits
-        return {"status": "ok", "classes": self.model.classes, "backend": self.model.backend,
+        out = {"status": "ok", "classes": self.model.classes, "backend": self.model.backend,
                 "modalities": self.model.modalities, "sessions": len(self.sessions),
                 "max_sessions": limits.max_sessions, "workers": self.workers,
                 "limits": {**asdict(limits), "ws_max_size": limits.ws_max_size},
                 "stats": {**self.stats, "uploads_active": self.uploads_active,
                           "model_runs_inflight": self.model_inflight},
                 "clients": [{"session": s.id, **s.stats} for s in self.sessions.values()]}
+        if not local:
+            del out["clients"]
+        return out
+
+    def allows(self, headers) -> str | None:
+        """Why a request may not use the server (None: it may): Host, then Origin."""
+        if not P.host_allowed(headers.get("host"), self.hosts):
+            return "unknown Host; use the address the server printed (or --host / --allow-origin)"
+        if not P.origin_allowed(headers.get("origin"), headers.get("host"), self.origins):
+            return "requests from other pages are refused; see --allow-origin"
+        return None
 
 
 # ---------------------------------------------------------------- the app
@@ -111,9 +126,16 @@ class Server:
 
 def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WORKERS,
                detect_every: int = DETECT_EVERY, model_every: int = MODEL_EVERY,
-               model_workers: int = MODEL_WORKERS) -> FastAPI:
-    """The FastAPI app for one loaded model. Limits and pool sizes are fixed per app."""
+               model_workers: int = MODEL_WORKERS, host: str | None = None,
+               allow_origins: Iterable[str] = ()) -> FastAPI:
+    """The FastAPI app for one loaded model. Limits, pool sizes and who may connect (this
+    machine's names, `host`, `allow_origins`) are fixed per app. Cleans stale upload folders."""
     srv = Server(model, live_settings(model), limits, workers, model_workers, detect_every, model_every)
+    srv.origins = P.normalize_origins(allow_origins)
+    srv.hosts = P.allowed_hosts(host, srv.origins)
+    removed = clean_stale_uploads()
+    if removed:
+        log.info("removed %d upload folder(s) a stopped server left", removed)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -124,20 +146,32 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
     app.state.model, app.state.limits, app.state.sessions, app.state.stats = model, limits, srv.sessions, srv.stats
     app.state.server = srv
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    add_guard(app, limits)
+    add_guard(app, srv)
     add_http_routes(app, srv)
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
+        why = srv.allows(ws.headers)
+        if why is not None:   # refused at the handshake (HTTP 403): no session, no hello
+            log.info("websocket refused: %s (Host %r, Origin %r)", why, ws.headers.get("host"), ws.headers.get("origin"))
+            await ws.close(1008)
+            return
         await Connection.accept(ws, srv)
 
     return app
 
 
-def add_guard(app: FastAPI, limits: Limits) -> None:
+def add_guard(app: FastAPI, srv: Server) -> None:
+    limits = srv.limits
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        """Refuse oversized bodies from the header, before anything is read; set the page's CSP."""
+        """Refuse foreign Hosts and Origins and oversized bodies from the headers, before anything
+        is read; set the page's CSP."""
+        if not P.host_allowed(request.headers.get("host"), srv.hosts):
+            return JSONResponse({"error": "unknown Host; use the address the server printed"}, 421)
+        if request.method not in ("GET", "HEAD", "OPTIONS") and srv.allows(request.headers) is not None:
+            return JSONResponse({"error": srv.allows(request.headers)}, 403)
         if request.method in ("POST", "PUT", "PATCH"):
             cl = request.headers.get("content-length")
             if cl is None:
@@ -157,8 +191,8 @@ def add_http_routes(app: FastAPI, srv: Server) -> None:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
-    async def health():
-        return srv.health()
+    async def health(request: Request):
+        return srv.health(local=bool(request.client) and request.client.host in LOCAL_HOSTS)
 
     @app.post("/predict")
     async def predict(file: UploadFile = File(...)):
@@ -174,53 +208,12 @@ def add_http_routes(app: FastAPI, srv: Server) -> None:
 # ---------------------------------------------------------------- uploads
 
 
-def check_upload(path: Path, limits: Limits) -> None:
-    """Refuse uploads that are small on disk but huge to decode: pixel bombs, hours of video."""
-    if path.suffix.lower() in UPLOAD_IMAGE_EXTS:
-        size = P.image_size(path.read_bytes())
-        if size is None:
-            raise EmoliteError("not a JPEG/PNG image (unreadable header)")
-        if size[0] * size[1] > limits.max_upload_pixels:
-            raise EmoliteError(f"image of {size[0]}x{size[1]} pixels is over the limit of {limits.max_upload_pixels}")
-        return
-    info = media.probe(path)
-    if info["duration"] > limits.max_upload_seconds:
-        raise EmoliteError(f"media of {info['duration']:.0f} s is over the limit of {limits.max_upload_seconds:.0f} s")
-    for st in info["streams"]:
-        if st.get("type") == "video" and (st.get("width") or 0) * (st.get("height") or 0) > limits.max_upload_pixels:
-            raise EmoliteError(f"video of {st['width']}x{st['height']} pixels is over the limit")
-    if info["kind"] == "unknown":
-        raise EmoliteError("no audio or video stream this FFmpeg can decode")
-
-
-def upload_ext(name: str) -> str:
-    """The upload's extension if it is one we analyse (images only those whose header we check)."""
-    ext = Path(name).suffix.lower()
-    if ext not in media.MEDIA_EXTS or ext in media.IMAGE_EXTS - UPLOAD_IMAGE_EXTS:
-        raise HTTPException(415, f"unsupported file type {ext or '(none)'!r}: send a video, an audio "
-                                 "file, or a JPEG/PNG image")
-    return ext
-
-
-async def save_upload(upload: UploadFile, path: Path, max_bytes: int) -> None:
-    """Stream the upload to `path`, refusing it past `max_bytes` (the header may lie)."""
-    size = 0
-    with open(path, "wb") as f:
-        while chunk := await upload.read(1 << 20):
-            size += len(chunk)
-            if size > max_bytes:
-                raise HTTPException(413, f"upload over the limit of {max_bytes} bytes")
-            f.write(chunk)
-    if size == 0:
-        raise HTTPException(400, "the uploaded file is empty")
-
-
 async def run_upload(srv: Server, upload: UploadFile, fn: Callable[[Path, str], dict]) -> dict:
     """Save the upload (bounded), check it, and run `fn(path, name)` in the upload thread."""
     if srv.uploads_active >= MAX_PENDING_UPLOADS:
         raise HTTPException(503, "busy with other uploads; try again shortly")
     srv.uploads_active += 1
-    tmpdir = tempfile.TemporaryDirectory(prefix="emolite-upload-")
+    tmpdir = tempfile.TemporaryDirectory(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-")
     try:
         name = Path(upload.filename or "upload").name[-120:] or "upload"
         path = Path(tmpdir.name) / f"upload{upload_ext(name)}"
@@ -244,7 +237,9 @@ async def run_upload(srv: Server, upload: UploadFile, fn: Callable[[Path, str], 
 
 def analyze_upload(srv: Server, path: Path, name: str) -> analyze.Result:
     check_upload(path, srv.limits)
-    r = analyze.analyze_file(srv.model, path)
+    limits = srv.limits   # enforced on what decodes too: a live-written file may claim no duration
+    with media.decode_limits(seconds=limits.max_upload_seconds, pixels=limits.max_upload_pixels):
+        r = analyze.analyze_file(srv.model, path)
     r.path = name
     return r
 
@@ -317,7 +312,12 @@ class Connection:
         task = asyncio.create_task(self.worker())
         try:
             while not task.done():
-                msg = await self.ws.receive()
+                try:
+                    msg = await asyncio.wait_for(self.ws.receive(), srv.limits.idle_timeout)
+                except asyncio.TimeoutError:   # an idle client must not hold a session slot
+                    await self.send(P.error(f"no message for {srv.limits.idle_timeout:g} s; closing"))
+                    await self.ws.close(1001)
+                    break
                 if msg["type"] == "websocket.disconnect":
                     break
                 try:
@@ -420,7 +420,8 @@ class Connection:
 
 def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, device: str = "cpu",
           workers: int = WORKERS, limits: Limits = Limits(), detect_every: int = DETECT_EVERY,
-          model_every: int = MODEL_EVERY, model_workers: int = MODEL_WORKERS, log_level: str = "info") -> None:
+          model_every: int = MODEL_EVERY, model_workers: int = MODEL_WORKERS, log_level: str = "info",
+          allow_origins: Iterable[str] = (), idle_timeout: float | None = None) -> None:
     """Load the model, pin each inference thread's libraries to its share of the cores, run uvicorn."""
     import uvicorn
 
@@ -430,6 +431,12 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
     if host not in LOCAL_HOSTS:
         print(f"warning: serving on {host}: anyone who can reach this machine can use the server "
               "(browsers only give the camera to https pages or localhost)", file=sys.stderr)
+    if idle_timeout is not None:
+        from dataclasses import replace
+
+        from ..options import number
+        limits = replace(limits, idle_timeout=number("--idle-timeout", idle_timeout, 1, 3600))
+    origins = P.normalize_origins(allow_origins)   # a bad --allow-origin fails before the model loads
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     model = load_model(model_path, device=device, threads=threads)
     spec = model.spec
@@ -437,7 +444,7 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
         get_detector("retinaface", side=spec.detect_side, threads=threads)
     model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
     model.predict(audio=np.zeros(spec.sample_rate, np.float32))
-    app = create_app(model, limits, workers, detect_every, model_every, model_workers)
+    app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins)
     print(f"emolite: open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/ in a browser", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
-                ws_per_message_deflate=False, limit_concurrency=limits.max_sessions + 32)
+                ws_per_message_deflate=False, limit_concurrency=max(HTTP_CONNECTIONS, limits.max_sessions + 32))

@@ -37,21 +37,31 @@ Round-trip latency = client clock now - echoed `t` (for a "label": from that fra
 to its label). After `max_errors` errors a client is
 closed with code 1008; beyond `max_sessions` a new client gets an error and code 1013.
 Messages over `max_message` bytes get an error; uvicorn closes the connection (1009) for
-messages over 2 x max_message before they reach the app.
+messages over 2 x max_message before they reach the app. A client that sends nothing for
+`idle_timeout` seconds is closed (1001), so idle clients cannot hold the session slots.
 
 HTTP: GET / (the page), GET /health, POST /predict and POST /analyze (multipart field `file`).
+
+Who may use it: every request must name this server in its Host header (localhost, an IP
+address, the `--host` name or an allowed origin's host: a DNS-rebinding page names its own
+domain and is refused), and a WebSocket or POST that carries an Origin must come from the
+server's own page or an `--allow-origin` one (any other page a user visits is refused).
+/health lists each client's statistics only when asked from this machine.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import struct
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from .. import media
+from ..options import OptionError
 
 SAMPLE_RATE = media.SAMPLE_RATE  # Hz of the PCM clients send: the rate the library decodes files at
 MAX_MESSAGE = 1 << 20            # bytes per WebSocket message (a 320 px JPEG is ~20 KB)
@@ -64,6 +74,8 @@ MAX_AUDIO_CHUNK = SAMPLE_RATE    # samples per audio message (1 s)
 MAX_ERRORS = 50                  # errors before a client is disconnected
 MAX_MESSAGE_RATE = 100.0         # messages per second per client (the page sends ~9): floods get errors
 MAX_FPS = 10.0                   # frames processed per second per client (fairness between clients)
+IDLE_TIMEOUT = 30.0              # s without a message before a client is closed (the page sends ~9/s)
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 FRAME_HEADER = struct.Struct("<Id")   # frame_id, client_time_ms after the type byte
 T_FRAME, T_PCM16, T_PCM32 = 0x01, 0x02, 0x03
 JPEG_SOF = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
@@ -83,6 +95,7 @@ class Limits:
     max_errors: int = MAX_ERRORS
     max_fps: float = MAX_FPS
     max_message_rate: float = MAX_MESSAGE_RATE
+    idle_timeout: float = IDLE_TIMEOUT
 
     @property
     def ws_max_size(self) -> int:
@@ -257,6 +270,61 @@ def parse_message(msg: dict, limits: Limits) -> Message:
     if size > limits.max_message:
         raise BadInput(f"message of {size} bytes is over the limit of {limits.max_message} bytes")
     return parse_binary(data, limits) if data is not None else parse_text(text)
+
+
+# ---------------------------------------------------------------- who may connect
+
+
+def host_name(header: str | None) -> str:
+    """The host of a Host header or URL netloc, without port or IPv6 brackets, lower case."""
+    h = (header or "").strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def host_allowed(header: str | None, hosts: frozenset[str]) -> bool:
+    """Whether a request's Host names this server: one of `hosts` or an IP address. (A DNS
+    rebinding page reaches the server under its own domain name, which is not listed.)"""
+    name = host_name(header)
+    return bool(name) and (name in hosts or _is_ip(name))
+
+
+def origin_allowed(origin: str | None, host_header: str | None, origins: frozenset[str]) -> bool:
+    """Whether a request may come from the page at `origin`: none given (not a browser page),
+    the server's own page (same host:port as the request), or an allowed origin."""
+    if origin is None:
+        return True
+    o = origin.strip().lower().rstrip("/")
+    if o in origins:
+        return True
+    parts = urlsplit(o)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.netloc == (host_header or "").strip().lower()
+
+
+def allowed_hosts(host: str | None, origins: frozenset[str]) -> frozenset[str]:
+    """Host names the server answers to: this machine's, the bound name, and allowed origins' hosts."""
+    extra = {host_name(urlsplit(o).netloc) for o in origins} | ({host_name(host)} if host else set())
+    return LOCAL_HOSTS | {h for h in extra if h}
+
+
+def normalize_origins(origins) -> frozenset[str]:
+    """--allow-origin values as compared: scheme://host[:port], lower case, no trailing slash."""
+    out = set()
+    for o in origins or ():
+        parts = urlsplit(str(o).strip().lower())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise OptionError(f"--allow-origin {o!r} is not an origin like https://example.org")
+        out.add(f"{parts.scheme}://{parts.netloc}")
+    return frozenset(out)
 
 
 # ---------------------------------------------------------------- server -> client
