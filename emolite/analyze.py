@@ -7,7 +7,6 @@ written as they come, so a 1-hour video runs in bounded memory.
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
