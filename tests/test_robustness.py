@@ -32,7 +32,7 @@ def live_mkv(path: Path, seconds: float = 3.0, width: int = 64, height: int = 48
     with av.open(str(src)) as i, av.open(str(path), "w", format="matroska", options={"live": "1"}) as o:
         streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
         for p in i.demux():
-            if p.dts is not None:
+            if p.size:   # (the first video packet has no dts in Matroska: keep it, it is the key frame)
                 p.stream = streams[p.stream.index]
                 o.mux(p)
     src.unlink()
@@ -289,8 +289,8 @@ def test_duration_less_stream_is_windowed_in_bounded_memory(tmp_path, monkeypatc
     assert max(held[1:-1]) <= (media.MAX_CLIP + 2) * media.FPS   # never the whole 30 s
     held.clear()
     list(media.iter_windows(f, window=2.0, hop=1.0))
-    # a given window streams from the start (what is held beyond it is the file's own
-    # video-ahead-of-audio interleaving, which make_clip makes large), never the whole 30 s
+    # A given window streams from the start. What is held beyond one window is this file's own
+    # skew: make_clip encodes all video before the audio, so the muxer writes video ~10 s ahead.
     assert max(held) <= media.MAX_CLIP * media.FPS and held[-1] <= 4 * media.FPS
     with media.decode_limits(seconds=5.0), pytest.raises(EmoliteError, match="longer than the limit of 5 s"):
         list(media.iter_windows(f))
