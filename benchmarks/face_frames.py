@@ -77,6 +77,12 @@ def main() -> None:
     for frac in (0.1, 0.25, 0.5):
         w = (sharp >= frac * sharp.max(1, keepdims=True)).astype(np.float32)[..., None]
         rules[f"mean of logits, frames with sharpness >= {frac} x clip max"] = (z * w).sum(1) / w.sum(1)
+    model = load_checkpoint(args.model)[0].eval()     # the rule as the shipped model applies it
+    with torch.no_grad():
+        t = torch.from_numpy(np.stack([np.stack(c) for c in clips]).astype(np.float32) / 255.0)[:, :, None]
+        zs = [model({"face": t[i:i + 256], "face_mask": torch.ones(len(t[i:i + 256]), FRAMES, dtype=torch.bool)})
+              for i in range(0, len(t), 256)]
+    rules[f"the model's own rule (FrameFaceModel, sharp_frac={model.sharp_frac})"] = torch.cat(zs).numpy()
     out = {"what": __doc__.split("\n")[0], "faces": int(len(y)), "frames": FRAMES, "faulty_frames": FAULTY,
            "rules": {k: train_face.scores(v, y) for k, v in rules.items()}}
     common.emit("face_frames", out)

@@ -185,6 +185,10 @@ def train(args, data: dict) -> dict:
     cfg = {"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0, "cnn_width": args.width,
            "cnn_size": args.size, "dropout": args.dropout}
     model = build_model(cfg, len(EMOTIONS))
+    if args.init:   # continue from an earlier run's weights (a second, lower-rate cycle)
+        from emolite.models import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
     net = model.net.to(memory_format=torch.channels_last)
     prior = np.bincount(y, minlength=len(EMOTIONS)) / len(y)
     weight = torch.tensor((1.0 / len(EMOTIONS)) / np.maximum(prior, 1e-3), dtype=torch.float32) \
@@ -241,7 +245,7 @@ def train(args, data: dict) -> dict:
         log.flush()
         print(json.dumps(row), flush=True)
         acc = res["dev/fer2013"]["acc"]
-        meta = {"classes": list(EMOTIONS), "dataset": "fer2013+faces_mux+ckplus48", "epoch": ep + 1,
+        meta = {"classes": list(EMOTIONS), "dataset": "fer2013+faces_mux+ckplus48", "epoch": ep + 1, "init": args.init,
                 "train_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
         model.net = net.to(memory_format=torch.contiguous_format)
         if acc > best:
@@ -277,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-aug", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default="", help="face_cnn checkpoint to start from")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_data(args.data, args.work, args.margin)
