@@ -279,8 +279,10 @@ def _make_trainer(cfg: dict, run_dir: Path, ckpt_dir: Path):
                               save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     step_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step", save_top_k=0, save_last=True,
                               every_n_train_steps=max(1, int(t["ckpt_every_n_steps"])), enable_version_counter=False)
-    callbacks = [best_cb, step_cb, EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
-                                                   check_on_train_epoch_end=False)]
+    callbacks = [best_cb, step_cb]
+    if o["keep"] == "best":   # keep="last" is a fixed schedule: stopping early would cut it short
+        callbacks.append(EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
+                                       check_on_train_epoch_end=False))
     if dbg["kill_after_steps"] > 0:
         callbacks.append(_kill_callback(int(dbg["kill_after_steps"])))
     trainer = pl.Trainer(

@@ -205,3 +205,13 @@ def test_keep_last_saves_final_weights(syn_cache, tmp_path):
         torch.testing.assert_close(v, final[f"model.{k}"])
     with pytest.raises(EmoliteError, match="optim.keep"):
         config.load_config(SMOKE, ['optim.keep="first"'])
+
+
+def test_keep_last_runs_the_whole_schedule(syn_cache, tmp_path):
+    """keep="last" is a fixed schedule: early stopping must not cut it short (it did: a
+    30-epoch voice run stopped after 11 while validation wobbled)."""
+    torch.set_num_threads(1)
+    cfg = _cfg(syn_cache, tmp_path, "sched", 'optim.keep="last"', 'data.test_split=""', "optim.patience=0",
+               'optim.mode="min"', "optim.epochs=3")   # a rising monitor counts as "worse": stopping would fire
+    train.run(cfg)
+    assert _state(tmp_path / "sched" / "checkpoints" / "last.ckpt")["epoch"] == 2   # 0-based: all 3 ran
