@@ -5,7 +5,7 @@
 1. face expert (`face_cnn`, 48×48 grey, per frame): FER2013 train + the face pool + CK+48 by
    `scripts/train_face.py`; the epoch is chosen on FER2013 public_test. Crops come from the same
    geometry analyze uses (detector, margin FACE_MARGIN, small-still fallback).
-2. voice expert (`audio`, level- and band-normalised 2-D CNN + LSTM): full-length EmoDB + RAVDESS speech
+2. voice expert (`audio`, band-normalised 2-D CNN + LSTM): full-length EmoDB + RAVDESS speech
    (actors 01-18), RAVDESS calm -> neutral, EmoDB boredom dropped; split 80/10/10 by speaker;
    fixed epochs (`optim.keep=last`); noise 5-30 dB SNR, gain ±20 dB, speed/pitch, time shift.
 3. calibrate each expert (temperature on its dev split) and choose the fusion weights on dev
@@ -86,7 +86,6 @@ def train_voice(data: Path, work: Path, epochs: int) -> tuple[dict, str]:
                              "trainer.progress_bar=false", "data.num_workers=1", "data.sampler=\"weighted\"",
                              "model.name=\"audio\"", f"data.audio_seconds={AUDIO_SECONDS}", f"optim.epochs={epochs}",
                              "optim.keep=\"last\"", "optim.monitor=\"val/uar\"", "data.batch_size=32",
-                             "model.audio_norm=\"level\"",
                              "augment.noise_snr_db=5.0", "augment.gain_db=20.0"])
     run_dir = work / "runs" / "voice"
     if (run_dir / "metrics.json").exists():

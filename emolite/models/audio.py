@@ -21,8 +21,9 @@ Input normalisation ("audio_norm"): "band" (default) standardises each mel band 
 utterance over time (cepstral mean/variance normalisation), which removes the recording's
 level and channel colouring before the CNN sees it; "batch" is one BatchNorm over the whole
 log-mel (the first release; kept so its checkpoints load unchanged); "level" first brings each
-clip to one RMS level (`set_level`), then does "band": the default model's voice expert uses it,
-since band alone still lost 7.5 UAR points at -20 dB gain. Chosen by measurement
+clip to one RMS level (`set_level`), then does "band": exactly level-invariant, but measured on
+the default model's held-out speakers it lost 7 UAR points clean to "band" and only won at
+-20 dB gain (docs/benchmarks.md), so the default model keeps "band". Chosen by measurement
 (benchmarks/audio_pilot.py, speaker-independent folds, 20 epochs, same seeds): pooled UAR on
 EmoDB .679 band vs .642 batch vs .621 per-utterance global standardisation; on RAVDESS .583
 band vs .552 batch. SpecAugment (`specaug`, off by default) did not help in that pilot.
@@ -50,7 +51,7 @@ HOP_LENGTH = 160   # samples between STFT frames: 10 ms -> 100 frames/s
 N_MELS = 64
 FMIN, FMAX = 50.0, 8000.0
 LOG_EPS = 1e-6
-LEVEL_RMS = 0.1       # audio_norm="level": clips are brought to -20 dBFS first
+LEVEL_RMS = 0.1       # audio_norm="level": clips are brought to -20 dBFS first (an option)
 MIN_RMS = 1e-3        # ... but quieter than -60 dBFS is not raised further
 PAD_MARGIN = 1.0      # a frame is padding when every band is within this of the log floor
 NORM_EPS = 1e-5
@@ -149,8 +150,8 @@ def lflb1d(cin: int, cout: int) -> nn.Sequential:
 
 def set_level(wav: torch.Tensor) -> torch.Tensor:
     """Each clip scaled to LEVEL_RMS over its non-zero samples (zero padding does not count), so
-    quiet bands stay clear of the log floor whatever the recording level. Band normalisation
-    alone left a 7.5-point UAR drop at -20 dB gain (benchmarks/voice_robustness.py).
+    quiet bands stay clear of the log floor whatever the recording level (band normalisation
+    alone lost 7.5 UAR points at -20 dB gain; benchmarks/voice_robustness.py).
     Near-digital-silence (RMS < MIN_RMS) is not amplified past MIN_RMS."""
     live = (wav != 0).to(wav.dtype)
     rms = ((wav * wav).sum(1, keepdim=True) / live.sum(1, keepdim=True).clamp(min=1.0)).sqrt()
