@@ -23,10 +23,12 @@ def test_record_round_trip_and_old_checkpoints():
     spec = InputSpec(face_size=64, margin=0.4, align=True, detector="whole")
     assert InputSpec.from_dict({**spec.to_dict(), "jpeg_quality": 90, "version": 1}) == spec
     assert dict(spec)["face_size"] == 64 and spec["detector"] == "whole" and spec.get("nope", 1) == 1
-    m = load_model()   # the shipped model's metadata predates the record: missing fields take the defaults
-    assert (m.frames, m.seconds) == (8, 3.0)
-    p = m.preprocessing
-    assert (p["face_size"], p["detector"], p["margin"], p["align"]) == (112, faces.DETECTOR, faces.MARGIN, False)
+    old = InputSpec.from_dict({"frames": 8, "audio_seconds": 3.0})   # a checkpoint from before the record
+    assert (old.frames, old.audio_seconds) == (8, 3.0)
+    assert (old["face_size"], old["detector"], old["margin"], old["align"]) == (112, faces.DETECTOR, faces.MARGIN, False)
+    m = load_model()   # the shipped model carries its record: 48-px faces cut at the detector box, 3-s windows
+    assert (m.frames, m.seconds, m.spec.window_seconds) == (8, 3.0, 3.0)
+    assert (m.preprocessing["face_size"], m.spec.margin, m.spec.detector) == (48, 0.0, faces.DETECTOR)
 
 
 @pytest.fixture(scope="module")
