@@ -201,8 +201,7 @@ def clip_frames(x: np.ndarray, size: int) -> np.ndarray:
     from .faces import letterbox
 
     x = np.asarray(x)
-    frames = [x] if x.ndim in (2, 3) and (x.ndim == 2 or x.shape[-1] in (1, 3)) and x.ndim != 4 else list(x)
-    frames = [as_uint8_rgb(fr) for fr in frames]
+    frames = [as_uint8_rgb(fr) for fr in ([x] if x.ndim <= 3 else x)]   # one image (H×W[×3]) or N frames
     return np.stack([fr if fr.shape[:2] == (size, size) else letterbox(fr, size) for fr in frames])
 
 
