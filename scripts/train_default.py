@@ -45,6 +45,7 @@ AUDIO_SECONDS = 3.0    # voice expert input; analyze windows have the same lengt
 FRAMES = 8             # frames per analysis window (the face expert sees each alone)
 FACE_MARGIN = 0.0      # FER2013's framing is the detector box (measured: image side = 0.96 × box)
 FACE_EPOCHS = 24
+FACE_EPOCHS_2 = 10     # second, low-rate cycle
 VOICE_EPOCHS = 30
 TEMPERATURES = np.linspace(0.5, 3.0, 26)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
@@ -99,11 +100,15 @@ def train_voice(data: Path, work: Path, epochs: int) -> tuple[dict, str]:
 
 
 def train_faces(data: Path, work: Path, epochs: int) -> Path:
-    run = work / "face"
-    if not (run / "summary.json").exists():
-        train_face.main([str(data), "--work", str(work), "--name", "face", "--margin", str(FACE_MARGIN),
-                         "--epochs", str(epochs)])
-    return run / "best.pt"
+    """Two one-cycle schedules: FACE_EPOCHS at lr 0.05, then FACE_EPOCHS_2 more at lr 0.01 from the
+    first's best weights (the first curve was still rising; the epoch of each is chosen on public_test)."""
+    common = [str(data), "--work", str(work), "--margin", str(FACE_MARGIN)]
+    if not (work / "face" / "summary.json").exists():
+        train_face.main(common + ["--name", "face", "--epochs", str(epochs)])
+    if not (work / "face2" / "summary.json").exists():
+        train_face.main(common + ["--name", "face2", "--epochs", str(FACE_EPOCHS_2), "--lr", "0.01",
+                                  "--init", str(work / "face" / "best.pt")])
+    return work / "face2" / "best.pt"
 
 
 # ----------------------------------------------------------------------------- calibration + fusion
