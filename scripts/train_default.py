@@ -176,7 +176,7 @@ def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     face, fmeta = load_checkpoint(face_ckpt)
     voice, vmeta = load_checkpoint(voice_res["best_checkpoint"])
     faces = train_face.load_data(args.data, args.work, FACE_MARGIN)
-    lf_dev, yf_dev, _ = face_log_probs(face, faces, "dev")
+    lf_dev, yf_dev, src_dev = face_log_probs(face, faces, "dev")
     la_dev, ya_dev, _ = voice_log_probs(voice, voice_cache, "dev")
     tf, ta = calibrate(lf_dev, yf_dev), calibrate(la_dev, ya_dev)
     dev_pairs = pseudo_pairs(yf_dev, ya_dev, seed=0)
@@ -185,9 +185,9 @@ def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     lf, yf, src_f = face_log_probs(face, faces, "test")
     la, ya, rows_a = voice_log_probs(voice, voice_cache, "test")
     test_pairs = pseudo_pairs(yf, ya, seed=1)
-    by_source = {f"face_dev:{s}": metrics(lf_dev[src == s], yf_dev[src == s])
-                 for src in [faces["dev"][2]] for s in sorted(set(src))}
-    by_source.update({f"face_test:{s}": metrics(lf[src_f == s], yf[src_f == s]) for s in sorted(set(src_f))})
+    by_source = {f"face_{split}:{s}": metrics(lp[src == s], y[src == s])
+                 for split, lp, y, src in (("dev", lf_dev, yf_dev, src_dev), ("test", lf, yf, src_f))
+                 for s in sorted(set(src))}
     for corpus in ("emodb", "ravdess"):
         idx = [i for i, r in enumerate(rows_a) if f"/{corpus}/" in r.get("path", "")]
         if idx:
