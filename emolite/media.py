@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -30,6 +30,9 @@ WINDOW = 2.0             # s: window length for long files (and for analyze)
 HOP = 1.0                # s: hop between windows
 MIN_WINDOW, MAX_WINDOW = 0.25, 600.0   # s: the window lengths analyze accepts
 MIN_HOP = 0.1            # s: a smaller hop only multiplies the work
+MAX_SKEW = 10.0          # s: a window waits at most this long past its end for a lagging stream, so a
+                         # file whose video runs far ahead of its audio (or whose audio stops early)
+                         # holds no more than this much of the other stream
 MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this
 MAX_FPS = 60.0           # frames sampled per second, at most (a video has no more to give)
 
@@ -78,9 +81,10 @@ def check_file(path: str | Path) -> Path:
     return p
 
 
-def scan(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Media files under `folder` (recursively, sorted; hidden files and folders skipped) and a
-    problem for each subfolder that cannot be read, so that none is skipped silently."""
+def scan(folder: str | Path, exts: Iterable[str] = MEDIA_EXTS) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files with one of `exts` under `folder` (recursively, sorted; hidden files and folders
+    skipped) and a problem for each subfolder that cannot be read, so that none is skipped silently."""
+    exts = {e.lower() for e in exts}
     problems: list[tuple[str, str]] = []
 
     def unreadable(e: OSError) -> None:
@@ -89,7 +93,7 @@ def scan(folder: str | Path) -> tuple[list[Path], list[tuple[str, str]]]:
     files = []
     for root, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [Path(root) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in MEDIA_EXTS]
+        files += [Path(root) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in exts]
     return sorted(files), problems
 
 
@@ -350,16 +354,18 @@ def _decode(p: Path, fps: float, window: float | None, hop: float | None, start:
                 a, b = spans.q[0]
                 v_ok = state["v_done"] or state["video_t"] >= b - 1e-6
                 a_ok = state["a_done"] or abuf.end >= b - 1e-6
-                if not final and not (v_ok and a_ok):
-                    return
+                stale = latest() - b > MAX_SKEW   # the lagging stream's late data for it is dropped
+                if not final and not (v_ok and a_ok) and not stale:
+                    break
                 spans.q.popleft()
                 spans.done_to = b
                 spans.grow(latest())
                 yield _cut(a, b, frames, abuf, video is not None, audio is not None, fps)
-                keep = spans.keep_from(latest())
-                while frames and frames[0][0] < keep - 0.5 / fps:
-                    frames.popleft()
-                abuf.drop_before(keep)
+            # free what no pending window needs, also data that arrived late for windows handed out
+            keep = spans.keep_from(latest())
+            while frames and frames[0][0] < keep - 0.5 / fps:
+                frames.popleft()
+            abuf.drop_before(keep)
 
         try:
             for packet in c.demux([s for s in (video, audio) if s is not None]):

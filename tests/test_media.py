@@ -100,3 +100,47 @@ def test_missing_file_and_folder(tmp_path):
 def test_load_audio(audio_only):
     x = media.load_audio(audio_only)
     assert x.dtype == np.float32 and abs(x.size - 32000) < 200 and np.abs(x).max() > 0.05
+
+
+def _short_audio_clip(path, video_s: float = 40.0, audio_s: float = 1.0, fps: int = 10):
+    """A video whose audio track stops after audio_s: the audio stream lags for the rest."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mpeg4", rate=fps)
+        v.width = v.height = 64
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        a.format = "fltp"
+        n, pts = 1024, 0
+        while pts < audio_s * 16000:
+            f = av.AudioFrame.from_ndarray(np.zeros((1, n), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 16000, pts
+            pts += n
+            for p in a.encode(f):
+                c.mux(p)
+        for p in a.encode(None):
+            c.mux(p)
+        for i in range(int(video_s * fps)):
+            img = np.full((64, 64, 3), i % 255, np.uint8)
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode(None):
+            c.mux(p)
+
+
+def test_lagging_stream_does_not_hold_the_other(tmp_path, monkeypatch):
+    """Audio that stops early (or trails the video) holds at most MAX_SKEW of frames."""
+    path = tmp_path / "short_audio.mkv"
+    _short_audio_clip(path)
+    converted = []
+    real = media._to_rgb
+    monkeypatch.setattr(media, "_to_rgb", lambda f, s: converted.append(1) or real(f, s))
+    it = media.iter_windows(path, fps=2, window=2.0, hop=2.0)
+    first = next(it)
+    assert first.start == 0.0 and 16000 <= first.audio.size < 32000   # the 1 s there is (AAC pads)
+    assert len(converted) <= (2.0 + media.MAX_SKEW + 1.0) * 2 + 2   # not all 40 s first
+    rest = list(it)
+    assert len(rest) == 19 and all(w.frames is not None and len(w.frames) == 4 for w in rest)
+    assert rest[0].audio.size == 0
