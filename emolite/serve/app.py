@@ -426,6 +426,7 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
     import uvicorn
 
     from ..faces import get_detector
+    from .conn import HeaderTimeoutProtocol
     from ..inference import load_model
 
     if host not in LOCAL_HOSTS:
@@ -447,4 +448,4 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
     app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins)
     print(f"emolite: open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/ in a browser", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
-                ws_per_message_deflate=False, limit_concurrency=max(HTTP_CONNECTIONS, limits.max_sessions + 32))
+                ws_per_message_deflate=False, http=HeaderTimeoutProtocol, limit_concurrency=max(HTTP_CONNECTIONS, limits.max_sessions + 32))
