@@ -284,6 +284,26 @@ def test_folder_per_class_and_stratified_split(tmp_path, media):
     assert sorted((it.split, it.label) for it in items) == [("dev", "sadness"), ("train", "sadness")]
 
 
+def test_unreadable_subfolder_is_a_problem_not_silence(tmp_path, media, monkeypatch):
+    """folder and ravdess walk the tree: a subfolder they cannot read is reported, never skipped."""
+    put(media, tmp_path / "faces" / "happy" / "a.wav")
+    (tmp_path / "faces" / "happy" / "locked").mkdir()
+    put(media, tmp_path / "rav" / "Actor_01" / "03-01-05-02-01-01-01.wav")
+    (tmp_path / "rav" / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(p="."):
+        if Path(p).name == "locked":
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    for name, root in (("folder", tmp_path / "faces"), ("ravdess", tmp_path / "rav")):
+        items, problems = load_dataset(name, root)
+        assert len(items) == 1
+        assert [(Path(p).name, "cannot read folder" in why) for p, why in problems] == [("locked", True)]
+
+
 # ----------------------------------------------------------------------------- roots, options, splits, labels
 
 @pytest.mark.parametrize("name", ["meld", "cremad", "ravdess", "manifest", "folder"])

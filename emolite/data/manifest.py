@@ -20,7 +20,7 @@ from pathlib import Path
 from . import Item
 from ..errors import EmoliteError
 from ..labels import canonical
-from ..media import MEDIA_EXTS
+from ..media import MEDIA_EXTS, scan
 from ..registry import register_dataset
 from .splits import assign_splits
 
@@ -217,16 +217,6 @@ def parse_time(text: str) -> float | None:
     return value
 
 
-def walk_files(root: Path, exts: Sequence[str]) -> list[Path]:
-    """Files under root with one of `exts`, sorted, skipping hidden files and folders."""
-    out: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [Path(folder) / f for f in sorted(files)
-                if not f.startswith(".") and f.lower().endswith(tuple(exts))]
-    return out
-
-
 # ----------------------------------------------------------------------------- manifest
 
 def find_manifest(root: str | os.PathLike) -> Path:
@@ -362,7 +352,9 @@ def load_folder(root: str | os.PathLike, splits: str | Iterable[str] | None = No
         label = canonical(class_dir.name)
         if keep is not None and label not in keep:
             continue
-        for path in walk_files(class_dir, MEDIA_EXTS):
+        paths, unreadable = scan(class_dir)
+        problems += unreadable
+        for path in paths:
             reason = media_problem(path) if check_media else None
             if reason:
                 problems.append((str(path), reason))

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Sequence
 from . import Item
 from ..errors import EmoliteError
 from ..labels import DATASET_LABELS
+from ..media import scan
 from ..registry import register_dataset
 from .manifest import (Problems, check_root, keep_splits, media_problem, reject_options, unique_keys,
-                       walk_files, wanted_splits)
+                       wanted_splits)
 from .splits import DEFAULT_FRACTIONS, assign_splits
 
 RAVDESS_EXTS: tuple[str, ...] = (".mp4", ".wav", ".flac")
@@ -79,10 +80,10 @@ def load_ravdess(root: str | os.PathLike, splits: str | Iterable[str] | None = N
     codes = modality_codes(modality)
     folder = check_root(root, RAVDESS_FIX)
     items: list[Item] = []
-    problems: Problems = []
     recognised = 0
     seen: dict[str, str] = {}
-    for path in walk_files(folder, RAVDESS_EXTS):
+    paths, problems = scan(folder, RAVDESS_EXTS)
+    for path in paths:
         fields = parse_name(path.stem)
         if isinstance(fields, str):
             problems.append((str(path), f"{fields} (e.g. 03-01-05-02-01-01-12.wav)"))
