@@ -240,17 +240,20 @@ def test_nothing_to_predict_and_audio_only_windows():
 def test_process_answers_with_the_box_in_client_pixels():
     det = fixed_detector()
     s = session(det)
-    out, feats, fps = s.process(job(0, jpeg(1280, 720), 0.0, (1280, 720)), np.zeros(0, np.float32))
+    out, work = s.process(job(0, jpeg(1280, 720), 0.0, (1280, 720)), np.zeros(0, np.float32))
+    feats, fps = work.feats, work.fps
     assert out["type"] == "prediction" and out["frame_id"] == 0 and out["t"] == 1000.0
     assert out["frame_size"] == [1280, 720] and det.calls == [(360, 640, 3)]  # downscaled to max_side
     assert out["face_box"] == [200.0, 120.0, 400.0, 360.0]                      # back in the client's pixels
     assert out["label"] is None and out["label_frame_id"] is None and out["dropped"] == 0
+    assert out["people"] == [] and out["voice_alone"] is None   # a face is a person from its 2nd detection
     assert set(out["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms"} and not out["has_audio"]
     assert feats.face.shape == (1, 48, 48, 3) and feats.context.shape == (1, 32, 32, 3)  # the model's sizes
     assert feats.face_mask.all() and fps == SETTINGS.fps
     s.set_label(SimpleNamespace(label="joy", confidence=0.61234, probs={"joy": 0.61234, "sad": 0.38766}), 0, 12.34)
-    out, _, _ = s.process(job(1, None, 0.2), np.ones(SR, np.float32) * 0.1)
-    assert out["face_box"] is None and out["frame_size"] is None and out["has_audio"]
+    out, work = s.process(job(1, None, 0.2), np.ones(SR, np.float32) * 0.1)
+    assert out["face_box"] is None and out["frame_size"] is None and out["has_audio"] and out["people"] == []
+    assert work.crowd is None and work.fps is None
     assert (out["label"], out["confidence"], out["label_frame_id"], out["timings"]["model_ms"]) == ("joy", 0.6123, 0, 12.3)
     assert s.stats["labels"] == 1
 
@@ -274,8 +277,8 @@ def test_box_jumps_with_the_face():
         return [Face(boxes[min(len(calls), len(boxes)) - 1].copy(), 0.9)]
     s = session(detect, detect_every=1)
     for i in range(len(boxes)):
-        out, feats, _ = s.process(job(i, jpeg(480, 360, i / 5), i * 0.2, (480, 360)), np.zeros(0, np.float32))
-    assert not feats.face_mask[-1]
+        out, work = s.process(job(i, jpeg(480, 360, i / 5), i * 0.2, (480, 360)), np.zeros(0, np.float32))
+    assert not work.feats.face_mask[-1]
     assert out["face_box"] == [float(v) for v in boxes[-1]]
 
 
@@ -296,3 +299,145 @@ def test_follow_faces_moves_a_box_with_the_image():
     f = FaceFollower(fixed_detector(), every=5)
     f(a), f(b), f(np.zeros((10, 10, 3), np.uint8))   # a new frame size always detects
     assert f.detector_calls == 2
+
+
+# ---------------------------------------------------------------- every person (issue 14)
+
+CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
+LEFT, RIGHT = (lambda t: (170 + 25 * t, 230)), (lambda t: (470 - 25 * t, 250))
+
+
+def scene(speaker=None, people=2) -> demo.Scene:
+    """Two copies of the shipped face side by side on a 640×480 canvas (the left one talks
+    when `speaker` is 0: its mouth, where the detector's landmarks put it, opens and closes)."""
+    face = demo.face_image()
+    mouth = (0.47, 0.46, 0.17)     # centre x, y and width as fractions of the photo (landmarks 3 and 4)
+    actors = [demo.Actor(face, LEFT, mouth=mouth), demo.Actor(face, RIGHT, shirt=(150, 70, 60), mouth=mouth)][:people]
+    return demo.Scene(actors, face_px=180, speaker=lambda t: speaker,
+                      envelope=lambda t: 0.5 + 0.5 * np.sin(2 * np.pi * 2.3 * t))
+
+
+def scene_jpeg(sc: demo.Scene, t: float) -> bytes:
+    return cv2.imencode(".jpg", sc(t)[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+class FakeModel:
+    """The model's interface: every call recorded; row i of a batch says class i (so each
+    person's label tells which batch row it came from)."""
+
+    classes = CLASSES
+    modalities = ["face", "context", "audio"]
+
+    def __init__(self):
+        self.batches: list[dict] = []
+
+    def predict_inputs(self, batch: dict) -> np.ndarray:
+        self.batches.append(batch)
+        n = len(batch["face"])
+        probs = np.full((n, len(CLASSES)), 0.1 / (len(CLASSES) - 1), np.float32)
+        probs[np.arange(n), np.arange(n) % len(CLASSES)] = 0.9
+        return probs
+
+    def to_prediction(self, probs: np.ndarray):
+        i = int(np.argmax(probs))
+        return SimpleNamespace(label=CLASSES[i], confidence=float(probs[i]),
+                               probs={c: float(p) for c, p in zip(CLASSES, probs)})
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from emolite.faces import get_detector
+
+    return get_detector()
+
+
+def run_scene(s: S.Session, sc: demo.Scene, n: int, audio: np.ndarray | None = None, start: int = 0) -> list:
+    """Frames 0.2 s apart through the session; the answers and the last frame's model work."""
+    outs = []
+    for i in range(start, start + n):
+        out, work = s.process(job(i, scene_jpeg(sc, i * 0.2), i * 0.2, (640, 480)),
+                              np.zeros(0, np.float32) if audio is None else audio)
+        outs.append(out)
+    return outs, work
+
+
+def _inside(box, truth) -> bool:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3]
+
+
+def test_two_people_get_stable_ids_and_their_own_boxes(detector):
+    sc = scene()
+    s = session(detector, settings=S.LiveSettings(InputSpec(face_size=48, context_size=32), ("face", "context")))
+    outs, work = run_scene(s, sc, 8)
+    assert outs[0]["people"] == [] and outs[0]["face_box"] is not None   # ids from the second detection
+    side = {}
+    for i, out in enumerate(outs[1:], 1):
+        people = out["people"]
+        assert [p["id"] for p in people] == [1, 2], (i, people)
+        truth = sc.boxes(i * 0.2)
+        for p in people:
+            where = "left" if _inside(p["box"], truth[0]) else "right" if _inside(p["box"], truth[1]) else None
+            assert where is not None, (i, p["box"], truth)
+            assert side.setdefault(p["id"], where) == where        # an id stays with its person
+            assert p["label"] is None and p["speaker"] is False    # no model run yet
+    assert set(side.values()) == {"left", "right"}
+    assert s.detect.detector_calls < 8                              # followed between detections
+    assert work.crowd.ids == [1, 2] and len(work.crowd.window.times) == len(s.frames)
+    json.dumps(outs)
+
+
+def test_people_are_labelled_in_one_batch_and_the_voice_stands_alone(detector):
+    """Nobody's mouth moves: the voice is not given to anyone; it is labelled on its own."""
+    voice = demo.voice(2.0)
+    s = session(detector)
+    _, work = run_scene(s, scene(), 6, voice)
+    model = FakeModel()
+    res, ms = S.infer(model, SETTINGS, work)
+    assert len(model.batches) == 1 and ms > 0
+    b = model.batches[0]
+    assert b["face"].shape[:2] == (3, SETTINGS.spec.frames)              # person 1, person 2, the voice
+    assert b["face_mask"][:2].any(1).all() and not b["face_mask"][2].any()
+    assert b["audio_mask"].tolist() == [False, False, True]              # the voice in its own row only
+    assert b["context_mask"][:2].all() and not b["context_mask"][2].any()
+    assert [(p, pr.label, spoke) for p, _, pr, spoke in res.people] == [(1, "anger", False), (2, "disgust", False)]
+    assert res.voice_alone.label == "fear" and res.main.label in ("anger", "disgust")
+    label = s.set_label(res.main, 5, ms, res.people, res.voice_alone)
+    msg = P.label_message(5, 1005.0, label, True, True, {}, voice=True)
+    assert [p["id"] for p in msg["people"]] == [1, 2] and msg["voice_alone"]["label"] == "fear"
+    assert all(len(p["box"]) == 4 for p in msg["people"]) and json.dumps(msg)
+    # the next answers carry each person's label with their box in the newest frame
+    outs, _ = run_scene(s, scene(), 1, voice, start=6)
+    people = outs[0]["people"]
+    assert [(p["id"], p["label"], p["speaker"]) for p in people] == [(1, "anger", False), (2, "disgust", False)]
+    assert outs[0]["voice_alone"]["label"] == "fear" and outs[0]["label"] == res.main.label
+
+
+def test_the_voice_goes_to_the_person_whose_mouth_moves(detector):
+    voice = demo.voice(2.0)
+    sc = scene(speaker=0)
+    s = session(detector)
+    outs, work = run_scene(s, sc, 10, voice)
+    left = next(p["id"] for p in outs[-1]["people"] if _inside(p["box"], sc.boxes(9 * 0.2)[0]))
+    model = FakeModel()
+    res, _ = S.infer(model, SETTINGS, work)
+    assert len(model.batches) == 1 and model.batches[0]["face"].shape[0] == 2   # no row for the voice alone
+    assert [p for p, _, _, spoke in res.people if spoke] == [left] and res.voice_alone is None
+    assert model.batches[0]["audio_mask"].tolist() == [p == left for p in (1, 2)]
+
+
+def test_one_person_is_served_as_before(detector):
+    """One face: one model call on the main face and the voice; the person's entry repeats it."""
+    s = session(detector)
+    _, work = run_scene(s, scene(people=1), 4, demo.voice(2.0))
+    model = FakeModel()
+    res, _ = S.infer(model, SETTINGS, work)
+    b = model.batches[0]
+    assert len(model.batches) == 1 and b["face"].shape[0] == 1 and b["audio_mask"].tolist() == [True]
+    assert [(p, pr, spoke) for p, _, pr, spoke in res.people] == [(1, res.main, True)] and res.voice_alone is None
+
+
+def test_people_are_bounded(detector):
+    s = session(detector, max_people=1)
+    outs, work = run_scene(s, scene(), 4)
+    assert all(len(o["people"]) <= 1 for o in outs) and outs[-1]["people"] and len(work.crowd.ids) == 1

@@ -39,12 +39,12 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import analyze, media
 from ..errors import EmoliteError
-from ..features import Features
 from ..inference import EmotionModel
 from . import protocol as P
 from .protocol import BadInput, Limits
 from .uploads import UPLOAD_PREFIX, check_upload, clean_stale_uploads, save_upload, upload_ext
-from .session import DETECT_EVERY, MODEL_EVERY, Job, LiveSettings, Session, infer, live_settings, model_capacity
+from .session import (DETECT_EVERY, MODEL_EVERY, Job, LiveSettings, ModelWork, Session, infer, live_settings,
+                      model_capacity)
 
 HOST = "127.0.0.1"
 PORT = 8000
@@ -371,7 +371,7 @@ class Connection:
         s, srv = self.s, self.srv
         audio = s.audio_window(s.last_start)
         try:
-            out, feats, fps = await self.loop.run_in_executor(srv.pool, s.process, job, audio)
+            out, work = await self.loop.run_in_executor(srv.pool, s.process, job, audio)
         except BadInput as e:
             if not await self.error(str(e), frame_id=job.frame_id):
                 await self.ws.close(1008)
@@ -386,26 +386,27 @@ class Connection:
         await self.send(out)
         if s.model_due(job.data is None, self.model_task is not None, srv.model_inflight,
                        model_capacity(srv.model_workers)):
-            self.model_task = asyncio.create_task(self.run_model(job, feats, fps))
+            self.model_task = asyncio.create_task(self.run_model(job, work))
         return True
 
-    async def run_model(self, job: Job, feats: Features, fps: float | None) -> None:
+    async def run_model(self, job: Job, work: ModelWork) -> None:
         """One model run for this client (at most one at a time); its label goes out when ready."""
         s, srv = self.s, self.srv
         t = time.perf_counter()
         srv.model_inflight += 1
         try:
             try:
-                pred, ms = await self.loop.run_in_executor(srv.model_pool, infer, srv.model, srv.settings, feats, fps)
+                res, ms = await self.loop.run_in_executor(srv.model_pool, infer, srv.model, srv.settings, work)
             except Exception as e:  # a bug: this client hears of it, the server goes on
                 log.exception("session %s: model run on frame %s failed", s.id, job.frame_id)
                 await self.error(f"internal error in the model ({type(e).__name__})", frame_id=job.frame_id)
                 return
-            label = s.set_label(pred, job.frame_id, ms)
+            label = s.set_label(res.main, job.frame_id, ms, res.people, res.voice_alone)
             srv.stats["labels"] += 1
             now = time.perf_counter()
             timings = {"wait_ms": round((now - t) * 1000 - ms, 1), "model_ms": round(ms, 1),
                        "total_ms": P.ms(now - job.received)}
+            feats = work.feats
             await self.send(P.label_message(job.frame_id, job.t, label, bool(feats.face_mask.any()),
                                             bool(feats.has_audio), timings, voice=bool(feats.voiced)))
         except Exception as e:  # the socket went away: the receive loop ends the session

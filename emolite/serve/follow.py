@@ -5,7 +5,8 @@ Why not the library's interpolation (`window_features(detect_every=k)`, used by 
 fills a skipped frame from the detections on both sides of it, and a live answer is due before
 the next detection exists. This wrapper has the library's `Detector` signature
 (frame -> list[Face]), so `emolite.features.window_features` and `emolite.faces.track` do the
-rest exactly as for files. It depends only on `emolite.faces` and could move there unchanged.
+rest exactly as for files. It depends only on `emolite.faces` (and `people.MAX_PEOPLE`, the
+number of faces it follows) and could move there unchanged.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..faces import Detector, Face
+from ..people import MAX_PEOPLE
 
 FOLLOW_MIN_SCORE = 0.7   # template match needed to move a face box without the detector
-MAX_FOLLOWED = 4         # faces moved per frame (more: the detector looks again)
+MAX_FOLLOWED = MAX_PEOPLE  # faces moved per frame, the largest (every face the people tracker takes)
 MIN_PATCH = 8            # px: smaller boxes are not matched
 
 
@@ -28,7 +30,9 @@ def follow_faces(prev: np.ndarray, cur: np.ndarray, faces: list[Face],
     a, b = cv2.cvtColor(prev, cv2.COLOR_RGB2GRAY), cv2.cvtColor(cur, cv2.COLOR_RGB2GRAY)
     h, w = a.shape
     out = []
-    for f in faces[:MAX_FOLLOWED]:
+    if len(faces) > MAX_FOLLOWED:
+        faces = sorted(faces, key=lambda f: -f.area)[:MAX_FOLLOWED]
+    for f in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in f.box)
         x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
         if x2 - x1 < MIN_PATCH or y2 - y1 < MIN_PATCH:

@@ -26,11 +26,30 @@ Server -> client (JSON text):
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
    until its first), "label_frame_id": the frame that label was computed at, "has_audio": bool,
    "dropped": int (frames of this client replaced before processing, so far),
+   "people": [person, ...] (every tracked person in this frame, by id; [] for "predict"),
+   "voice_alone": {"label", "confidence", "probs"} or null (see below),
    "timings": {"queue_ms", "decode_ms", "detect_ms", "model_ms" (of that label), "total_ms"}}
       -- one per frame, right after detection
   {"type": "label", "frame_id": int, "t": echo, "label", "confidence", "probs", "face_found",
-   "has_audio", "timings": {"wait_ms", "model_ms", "total_ms" (frame arrival -> label sent)}}
+   "has_audio", "voice": bool (speech in the window's audio), "people": [person, ...] (everyone
+   in the window; "box" is their last box in it), "voice_alone",
+   "timings": {"wait_ms", "model_ms", "total_ms" (frame arrival -> label sent)}}
       -- the model's output for the window ending at that frame (every k-th frame)
+
+  person = {"id": int (stable for this client while the person stays in view or comes back
+            within seconds; from 1; ids restart when the frame size changes), "box": [x1, y1,
+            x2, y2] in the client's frame pixels, "label", "confidence", "probs" (this person's
+            latest label; null until their first model run), "speaker": bool (the voice was
+            attributed to this person in that run)}
+
+Every face is tracked (up to people.MAX_PEOPLE, the largest first; a face gets an id from its
+second detection). With at most one person in the window the model runs as it always did: the
+main face plus the voice, and that person's entry repeats that label. With two or more, every
+person's face is labelled in one batched model call and the voice is fused only into the
+person whose mouth is seen moving (`people.speaker`); when nobody can be told, the voice is
+labelled on its own ("voice_alone") and nobody gets it. The top-level "face_box", "label",
+"confidence" and "probs" stay the main face's (the one `faces.track` follows): with several
+people its label is that person's entry (the voice included only when they are the speaker).
   {"type": "error", "message": str[, "frame_id": int]}   (only to the client that caused it)
 
 Round-trip latency = client clock now - echoed `t` (for a "label": from that frame's capture
@@ -354,20 +373,31 @@ def label_fields(label: dict | None) -> dict:
     return {**{k: (label or {}).get(k) for k in keys}, "label_frame_id": label["frame_id"] if label else None}
 
 
+def person(pid: int, box: list[float] | None, label: dict | None, speaker: bool) -> dict:
+    """One tracked person as sent: id, box (client px) and their latest label (None before it)."""
+    return {"id": int(pid), "box": box, **{k: (label or {}).get(k) for k in ("label", "confidence", "probs")},
+            "speaker": bool(speaker)}
+
+
 def prediction(frame_id: int, t: float, face_box: list[float] | None, frame_size: tuple[int, int] | None,
-               label: dict | None, has_audio: bool, dropped: int, timings: dict) -> dict:
-    """The answer to one frame (or predict request), sent right after detection."""
+               label: dict | None, has_audio: bool, dropped: int, timings: dict,
+               people: list[dict] | None = None, voice_alone: dict | None = None) -> dict:
+    """The answer to one frame (or predict request), sent right after detection; `people`:
+    every person in this frame (see `person`)."""
     return {"type": "prediction", "frame_id": frame_id, "t": t, "face_box": face_box,
             "frame_size": list(frame_size) if frame_size is not None else None, **label_fields(label),
-            "has_audio": has_audio, "dropped": dropped, "timings": timings}
+            "has_audio": has_audio, "dropped": dropped, "people": people or [], "voice_alone": voice_alone,
+            "timings": timings}
 
 
 def label_message(frame_id: int, t: float, label: dict, face_found: bool, has_audio: bool, timings: dict,
                   voice: bool = False) -> dict:
     """A new label: the model's output for the window ending at that frame (label null when the
-    window had neither a face nor voice); `voice`: speech was found in the window's audio."""
+    window had neither a face nor voice); `voice`: speech was found in the window's audio;
+    every person's label and the voice's own, as kept by the session."""
     return {"type": "label", "frame_id": frame_id, "t": t, **label_fields(label), "face_found": face_found,
-            "has_audio": has_audio, "voice": voice, "timings": timings}
+            "has_audio": has_audio, "voice": voice, "people": label.get("people", []),
+            "voice_alone": label.get("voice_alone"), "timings": timings}
 
 
 def ms(seconds: float) -> float:

@@ -1,6 +1,7 @@
 """One live client's state, without a socket: its sliding window of frames and audio, the
 newest-frame-only slot (a newer frame replaces a waiting one and counts as dropped), its tracked
-face, its message-rate bucket, and when its next model run is due.
+main face and every person's track (`crowd.py`), its message-rate bucket, and when its next
+model run is due.
 
 Why a server-side window: the model needs ~2 s of frames and audio, while a client sends one
 frame and a few audio chunks at a time. Frames go through the library's own path
@@ -20,15 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import inputs as I
 from .. import media
 from ..errors import EmoliteError
 from ..faces import Detector, track
 from ..features import Features, usable, window_features
 from ..inference import EmotionModel, Prediction
+from ..people import MAX_PEOPLE
 from ..spec import InputSpec
 from ..vad import voice_activity
 from . import protocol as P
+from .crowd import Crowd, LivePeople, PeopleResult, infer_one, infer_people
 from .follow import FaceFollower
 
 DETECT_EVERY = 3      # run the face detector on every k-th frame of a client, follow the box between
@@ -114,21 +116,39 @@ def model_capacity(model_workers: int) -> int:
     return model_workers * (1 + MODEL_QUEUE)
 
 
-def infer(model: EmotionModel, settings: LiveSettings, feats: Features, fps: float | None) -> tuple[Prediction, float]:
+@dataclass
+class ModelWork:
+    """What a model run on one answered frame's window needs, taken by the frame worker."""
+
+    feats: Features             # the main face's window (crops, context, audio)
+    fps: float | None           # the client's measured frame rate (None: no video)
+    crowd: Crowd | None = None  # every person's boxes over the window (None: no video)
+
+
+def infer(model: EmotionModel, settings: LiveSettings, work: ModelWork) -> tuple[PeopleResult, float]:
     """Model pool: voice activity on the window's audio (here, not per frame: it costs a few ms),
-    the shared window -> inputs path, then one model call. A window with neither a face nor
-    voice gets no label (a Prediction with label None), as in analyze. Returns it and ms."""
+    the shared window -> inputs path, then one model call: the main face and the voice, or, with
+    two or more people in the window, every person in one batch with the voice fused into the
+    speaker only (`crowd.infer_people`). A window with neither a face nor voice gets no label
+    (a Prediction with label None), as in analyze. Returns the result and ms."""
     t = time.perf_counter()
-    spec = settings.spec
+    feats = work.feats
     if feats.has_audio and "audio" in model.modalities:
         feats.voiced = voice_activity(feats.audio).voiced
     if not any(usable(feats, model.modalities).values()):
-        return Prediction(None, None, dict.fromkeys(model.classes)), (time.perf_counter() - t) * 1000
-    x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames, spec.audio_seconds,
-                      feats.has_video, bool(feats.has_audio and feats.voiced is not False), fps=fps,
-                      face_size=spec.face_size, context_size=spec.context_size)
-    probs = model.predict_inputs(I.stack([x]))[0]
-    return model.to_prediction(probs), (time.perf_counter() - t) * 1000
+        return PeopleResult(Prediction(None, None, dict.fromkeys(model.classes)), []), (time.perf_counter() - t) * 1000
+    crowd = work.crowd
+    if crowd is not None and len(crowd.ids) >= 2:
+        out = infer_people(model, settings.spec, feats, work.fps, crowd)
+    else:
+        out = infer_one(model, settings.spec, feats, work.fps, crowd)
+    return out, (time.perf_counter() - t) * 1000
+
+
+def label_fields(pred: Prediction) -> dict:
+    """A prediction as sent: label, confidence, probs (4 decimals; None when there was no label)."""
+    r = lambda v: None if v is None else round(v, 4)  # noqa: E731
+    return {"label": pred.label, "confidence": r(pred.confidence), "probs": {c: r(v) for c, v in pred.probs.items()}}
 
 
 class Session:
@@ -137,10 +157,12 @@ class Session:
 
     def __init__(self, sid: str, detector: Detector, settings: LiveSettings, detect_every: int = DETECT_EVERY,
                  model_every: int = MODEL_EVERY, max_fps: float = P.MAX_FPS,
-                 max_message_rate: float = P.MAX_MESSAGE_RATE, now: float | None = None):
+                 max_message_rate: float = P.MAX_MESSAGE_RATE, now: float | None = None,
+                 max_people: int = MAX_PEOPLE):
         self.id = sid
         self.settings = settings
         self.detect = FaceFollower(detector, detect_every)
+        self.people = LivePeople(max_people)
         self.model_every = model_every
         self.max_fps = max_fps
         self.rate = max_message_rate
@@ -214,14 +236,21 @@ class Session:
             return True
         return False
 
-    def set_label(self, pred: Prediction, frame_id: int, model_ms: float) -> dict:
-        """Keep a finished model run as this client's latest label (sent with every answer)."""
-        r = lambda v: None if v is None else round(v, 4)  # noqa: E731  (no face, no voice: no label)
-        self.label = {"label": pred.label, "confidence": r(pred.confidence),
-                      "probs": {c: r(v) for c, v in pred.probs.items()}, "frame_id": frame_id,
-                      "model_ms": round(model_ms, 1)}
+    def set_label(self, pred: Prediction, frame_id: int, model_ms: float,
+                  people: list[tuple] = (), voice_alone: Prediction | None = None) -> dict:
+        """Keep a finished model run as this client's latest label (sent with every answer):
+        the main face's, each person's (id, box, prediction, speaker) and the voice's own."""
+        self.label = {**label_fields(pred), "frame_id": frame_id, "model_ms": round(model_ms, 1),
+                      "people": [P.person(p, box, label_fields(pr), spoke) for p, box, pr, spoke in people],
+                      "voice_alone": None if voice_alone is None else label_fields(voice_alone)}
         self.stats["labels"] += 1
         return self.label
+
+    def people_now(self, newest: dict, scale: float) -> list[dict]:
+        """Every person in the newest frame: its box (client px) and its latest label, if any yet."""
+        labels = {e["id"]: e for e in (self.label or {}).get("people", [])}
+        return [P.person(p, [round(float(v) / scale, 1) for v in f.box], labels.get(p),
+                         bool(labels.get(p, {}).get("speaker"))) for p, f in sorted(newest.items())]
 
     # ---- frame worker side: the window, the face, the answer
 
@@ -230,6 +259,7 @@ class Session:
         self.memo.clear()
         self.prev_box = None
         self.detect.reset()
+        self.people.reset()
 
     def add_frame(self, frame: np.ndarray, received: float) -> None:
         """Append a decoded frame; drop frames older than the window. A new frame size (the
@@ -293,9 +323,9 @@ class Session:
             self.prev_box = box
         return box
 
-    def process(self, job: Job, audio: np.ndarray) -> tuple[dict, Features, float | None]:
-        """Frame worker: decode, add to the window, detect or follow the face. Returns the
-        client's answer and what a model run on this window needs (features, frame rate)."""
+    def process(self, job: Job, audio: np.ndarray) -> tuple[dict, ModelWork]:
+        """Frame worker: decode, add to the window, detect or follow the faces, track the people.
+        Returns the client's answer and what a model run on this window needs."""
         t0 = time.perf_counter()
         scale = 1.0
         if job.data is not None:
@@ -305,10 +335,14 @@ class Session:
         window = self.window(job.data is not None, audio)
         feats = self.features(window)
         box = self.newest_box(feats, window)
+        newest = self.people.track(window, self.memo) if feats.has_video else {}
         t2 = time.perf_counter()
         timings = {"queue_ms": P.ms(t0 - job.received), "decode_ms": P.ms(t1 - t0), "detect_ms": P.ms(t2 - t1),
                    "model_ms": self.label["model_ms"] if self.label else 0.0}
         out = P.prediction(job.frame_id, job.t, None if box is None else [round(float(v) / scale, 1) for v in box],
                            job.size if job.data is not None else None, self.label, bool(feats.has_audio),
-                           self.stats["dropped"], timings)
-        return out, feats, self.frame_rate() if feats.has_video else None
+                           self.stats["dropped"], timings, self.people_now(newest, scale),
+                           (self.label or {}).get("voice_alone"))
+        if not feats.has_video:
+            return out, ModelWork(feats, None)
+        return out, ModelWork(feats, self.frame_rate(), self.people.crowd(window, self.memo, scale))
