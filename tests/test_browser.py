@@ -28,14 +28,14 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's ch
                                                                "(apt-get install -y chromium)")
 
 
-def write_y4m(path: Path) -> Path:
+def write_y4m(path: Path, frames=lambda t: demo.frame_at(t, W, H)) -> Path:
     """YUV4MPEG2 4:2:0: a header line, then per frame 'FRAME\\n' + the Y, U and V planes."""
     import cv2
 
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{W} H{H} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(SECONDS * FPS):
-            yuv = cv2.cvtColor(demo.frame_at(i / FPS, W, H), cv2.COLOR_RGB2YUV_I420)  # Y, U, V planes stacked
+            yuv = cv2.cvtColor(frames(i / FPS), cv2.COLOR_RGB2YUV_I420)  # Y, U, V planes stacked
             f.write(b"FRAME\n" + yuv.tobytes())
     return path
 
@@ -76,15 +76,19 @@ def server(checkpoint):
     t.join(timeout=10)
 
 
+def browser_args(y4m: Path, wav: Path) -> list[str]:
+    """Headless Chromium whose fake camera and microphone play these files."""
+    return ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+
+
 def test_live_page_shows_labels_and_face_box(server, clip, tmp_path):
     import httpx
     from playwright.sync_api import sync_playwright
 
-    y4m, wav = write_y4m(tmp_path / "clip.y4m"), write_wav(tmp_path / "clip.wav")
-    args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
-            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+    args = browser_args(write_y4m(tmp_path / "clip.y4m"), write_wav(tmp_path / "clip.wav"))
     classes = httpx.get(f"{server}/health").json()["classes"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
@@ -99,6 +103,8 @@ def test_live_page_shows_labels_and_face_box(server, clip, tmp_path):
             page.wait_for_function("() => Number(document.body.dataset.predictions || 0) >= 6 && "
                                    "Number(document.body.dataset.labels || 0) >= 2 && "
                                    "document.getElementById('overlay').dataset.box !== ''", timeout=30_000)
+            assert page.get_attribute("#overlay", "data-people") in ("", "1")   # one face: drawn as before
+            assert page.is_hidden("#people")
             label = page.text_content("#label")
             assert label in classes and page.get_attribute("#label", "data-label") == label
             x1, y1, x2, y2 = map(float, page.get_attribute("#overlay", "data-box").split(","))
@@ -115,6 +121,35 @@ def test_live_page_shows_labels_and_face_box(server, clip, tmp_path):
             page.wait_for_selector("#plot:not([hidden])", timeout=30_000)
             assert page.locator("#rows tr").count() == 3  # header + two windows
             page.screenshot(path=str(SCREENSHOT or tmp_path / "serve.png"), full_page=True)
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_live_page_draws_every_person(server, tmp_path):
+    """Two faces side by side: two boxes, one per person id, and the people list beside the label."""
+    from playwright.sync_api import sync_playwright
+
+    face = demo.face_image()
+    sc = demo.Scene([demo.Actor(face, lambda t: (85 + 5 * t, 120)), demo.Actor(face, lambda t: (235 - 5 * t, 125))],
+                    width=W, height=H, face_px=110)
+    args = browser_args(write_y4m(tmp_path / "two.y4m", sc), write_wav(tmp_path / "two.wav"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(server)
+            page.wait_for_function("() => document.getElementById('overlay').dataset.people === '1,2' && "
+                                   "Number(document.body.dataset.labels || 0) >= 2 && "
+                                   "document.querySelectorAll('#people li[data-id]').length === 2", timeout=30_000)
+            items = page.locator("#people li[data-id]")
+            assert [items.nth(i).get_attribute("data-id") for i in range(2)] == ["1", "2"]
+            texts = [items.nth(i).inner_text() for i in range(2)]
+            assert texts[0].startswith("person 1: ") and texts[1].startswith("person 2: "), texts
+            assert page.inner_text("#face-state") == "2 people"
+            page.screenshot(path=str(tmp_path / "people.png"))
             assert not problems, problems
         finally:
             browser.close()

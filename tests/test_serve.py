@@ -106,6 +106,10 @@ def test_live_prediction_tracks_the_face(client, model):
             assert set(m["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms", "total_ms"}
             truth = det(demo.frame_at(i / 5, 320, 240))[0].box
             assert _iou(m["face_box"], truth) > 0.5, (m["face_box"], truth)
+            # one face: one person from its second detection, with the main face's box and label
+            assert [p["id"] for p in m["people"]] == ([] if i == 0 else [1]) and m["voice_alone"] is None
+            if i > 0:
+                assert _iou(m["people"][0]["box"], m["face_box"]) > 0.8   # the main box is smoothed
             if i == 0:  # the first frame's answer comes before any label; its model run follows
                 assert m["label"] is None and m["label_frame_id"] is None
                 lab = box.next("label")
@@ -114,7 +118,11 @@ def test_live_prediction_tracks_the_face(client, model):
                 assert lab["label"] == max(lab["probs"], key=lab["probs"].get) and lab["timings"]["model_ms"] > 0
             else:  # later answers carry the latest label
                 assert m["label"] in model.classes and m["label_frame_id"] == 0
-        assert box.next("label")["frame_id"] == S.MODEL_EVERY  # the model runs on every k-th frame
+                assert lab["people"] == [] and m["people"][0]["label"] is None   # frame 0 had no person yet
+        lab = box.next("label")
+        assert lab["frame_id"] == S.MODEL_EVERY  # the model runs on every k-th frame
+        assert [(p["id"], p["label"], p["speaker"]) for p in lab["people"]] == [(1, lab["label"], True)]
+        assert lab["main_person"] == 1 and lab["voice_alone"] is None
         # a bigger frame from the same client: a new window, the box comes back in its own pixels
         ws.send_bytes(frame_msg(9, jpeg(0.0, 1280, 720)))
         m = box.next("prediction")
@@ -125,6 +133,39 @@ def test_live_prediction_tracks_the_face(client, model):
         assert m["frame_id"] == 77 and m["face_box"] is None and m["frame_size"] is None and m["has_audio"]
         lab = box.next("label")
         assert lab["frame_id"] == 77 and not lab["face_found"] and lab["has_audio"]
+
+
+def test_every_person_gets_an_id_box_and_label(client, model):
+    """Two faces side by side: each a person with a stable id, a box and a label of their own."""
+    face = demo.face_image()
+    sc = demo.Scene([demo.Actor(face, lambda t: (170 + 25 * t, 230)), demo.Actor(face, lambda t: (470 - 25 * t, 250))],
+                    face_px=180)
+    with client.websocket_connect("/ws", headers=host()) as ws:
+        hello(ws)
+        box = Inbox(ws)
+        ws.send_bytes(pcm_msg(1.0))
+        where = {}
+        for i in range(2 * S.MODEL_EVERY + 1):
+            img = cv2.imencode(".jpg", sc(i / 5)[..., ::-1])[1].tobytes()
+            ws.send_bytes(frame_msg(i, img))
+            m = box.next("prediction")
+            if i == 0:
+                continue
+            assert [p["id"] for p in m["people"]] == [1, 2] and m["frame_size"] == [640, 480]
+            for p in m["people"]:      # each id stays on its side of the picture
+                assert where.setdefault(p["id"], p["box"][0] < 320) == (p["box"][0] < 320)
+        assert set(where.values()) == {True, False}
+        lab = box.next("label")
+        while lab["frame_id"] == 0:    # frame 0's run saw nobody yet
+            lab = box.next("label")
+        assert [p["id"] for p in lab["people"]] == [1, 2] and lab["main_person"] in (1, 2)
+        for p in lab["people"]:
+            assert p["label"] in model.classes and abs(sum(p["probs"].values()) - 1) < 1e-3 and len(p["box"]) == 4
+        spoke = [p["id"] for p in lab["people"] if p["speaker"]]
+        # nobody's mouth moves: no speaker can be told, so the voice (if heard) is labelled on its own
+        assert spoke == [] and (lab["voice_alone"] is None or lab["voice_alone"]["label"] in model.classes)
+        main = next(p for p in lab["people"] if p["id"] == lab["main_person"])
+        assert (lab["label"], lab["probs"]) == (main["label"], main["probs"])
 
 
 def test_box_follows_a_face_that_jumps(client, model):

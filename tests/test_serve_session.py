@@ -127,7 +127,8 @@ def test_server_messages():
     h = P.hello("abc", ["a", "b"], ["audio"], 2.0, P.Limits(max_fps=3))
     assert h["type"] == "hello" and h["limits"]["max_fps"] == 3 and h["limits"]["sample_rate"] == SR
     json.dumps(h)
-    assert P.label_fields(None) == {"label": None, "confidence": None, "probs": None, "label_frame_id": None}
+    assert P.label_fields(None) == {"label": None, "confidence": None, "probs": None, "main_person": None,
+                                    "label_frame_id": None}
     assert P.error("no", frame_id=3) == {"type": "error", "message": "no", "frame_id": 3}
     assert P.ms(0.01234) == 12.3
 
@@ -401,9 +402,10 @@ def test_people_are_labelled_in_one_batch_and_the_voice_stands_alone(detector):
     assert b["audio_mask"].tolist() == [False, False, True]              # the voice in its own row only
     assert b["context_mask"][:2].all() and not b["context_mask"][2].any()
     assert [(p, pr.label, spoke) for p, _, pr, spoke in res.people] == [(1, "anger", False), (2, "disgust", False)]
-    assert res.voice_alone.label == "fear" and res.main.label in ("anger", "disgust")
-    label = s.set_label(res.main, 5, ms, res.people, res.voice_alone)
+    assert res.voice_alone.label == "fear" and res.main is dict(zip((1, 2), [r[2] for r in res.people]))[res.main_id]
+    label = s.set_label(res.main, 5, ms, res.people, res.voice_alone, res.main_id)
     msg = P.label_message(5, 1005.0, label, True, True, {}, voice=True)
+    assert msg["main_person"] == res.main_id and msg["label"] == res.main.label
     assert [p["id"] for p in msg["people"]] == [1, 2] and msg["voice_alone"]["label"] == "fear"
     assert all(len(p["box"]) == 4 for p in msg["people"]) and json.dumps(msg)
     # the next answers carry each person's label with their box in the newest frame
@@ -435,6 +437,7 @@ def test_one_person_is_served_as_before(detector):
     b = model.batches[0]
     assert len(model.batches) == 1 and b["face"].shape[0] == 1 and b["audio_mask"].tolist() == [True]
     assert [(p, pr, spoke) for p, _, pr, spoke in res.people] == [(1, res.main, True)] and res.voice_alone is None
+    assert res.main_id == 1
 
 
 def test_people_are_bounded(detector):

@@ -401,7 +401,7 @@ class Connection:
                 log.exception("session %s: model run on frame %s failed", s.id, job.frame_id)
                 await self.error(f"internal error in the model ({type(e).__name__})", frame_id=job.frame_id)
                 return
-            label = s.set_label(res.main, job.frame_id, ms, res.people, res.voice_alone)
+            label = s.set_label(res.main, job.frame_id, ms, res.people, res.voice_alone, res.main_id)
             srv.stats["labels"] += 1
             now = time.perf_counter()
             timings = {"wait_ms": round((now - t) * 1000 - ms, 1), "model_ms": round(ms, 1),

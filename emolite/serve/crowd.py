@@ -119,6 +119,7 @@ class PeopleResult:
     main: Prediction
     people: list[tuple[int, list[float] | None, Prediction, bool]]   # id, box (client px), prediction, speaker
     voice_alone: Prediction | None = None
+    main_id: int | None = None      # the person who is the main face (None: none of them)
 
 
 def infer_one(model, spec: InputSpec, feats: Features, fps: float | None, crowd: Crowd | None) -> PeopleResult:
@@ -128,7 +129,7 @@ def infer_one(model, spec: InputSpec, feats: Features, fps: float | None, crowd:
                       feats.has_video, bool(feats.has_audio and feats.voiced is not False), fps=fps,
                       face_size=spec.face_size, context_size=spec.context_size)
     pred = model.to_prediction(model.predict_inputs(I.stack([x]))[0])
-    people = []
+    people, p = [], None
     if crowd is not None and crowd.ids and feats.face_mask.any():
         found = {p: _boxes_only(crowd, p) for p in crowd.ids}
         p = main_person(feats, found)
@@ -136,7 +137,7 @@ def infer_one(model, spec: InputSpec, feats: Features, fps: float | None, crowd:
             box = last_box(found[p])
             people.append((p, None if box is None else crowd.client_box(box), pred,
                            usable(feats, model.modalities)["audio"]))
-    return PeopleResult(pred, people)
+    return PeopleResult(pred, people, None, p)
 
 
 def _boxes_only(crowd: Crowd, p: int) -> Features:
@@ -182,4 +183,4 @@ def infer_people(model, spec: InputSpec, feats: Features, fps: float | None, cro
         people.append((p, None if box is None else crowd.client_box(box), pred, p == who))
     voice_alone = preds[len(order)] if who is None and voice else None
     main_pred = preds[-1] if main is None else preds[order.index(main)]
-    return PeopleResult(main_pred, people, voice_alone)
+    return PeopleResult(main_pred, people, voice_alone, main)

@@ -24,13 +24,14 @@ Server -> client (JSON text):
   {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
    x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
-   until its first), "label_frame_id": the frame that label was computed at, "has_audio": bool,
+   until its first), "main_person": the id of the person that label is about (null: no
+   tracked person), "label_frame_id": the frame that label was computed at, "has_audio": bool,
    "dropped": int (frames of this client replaced before processing, so far),
    "people": [person, ...] (every tracked person in this frame, by id; [] for "predict"),
    "voice_alone": {"label", "confidence", "probs"} or null (see below),
    "timings": {"queue_ms", "decode_ms", "detect_ms", "model_ms" (of that label), "total_ms"}}
       -- one per frame, right after detection
-  {"type": "label", "frame_id": int, "t": echo, "label", "confidence", "probs", "face_found",
+  {"type": "label", "frame_id": int, "t": echo, "label", "confidence", "probs", "main_person", "face_found",
    "has_audio", "voice": bool (speech in the window's audio), "people": [person, ...] (everyone
    in the window; "box" is their last box in it), "voice_alone",
    "timings": {"wait_ms", "model_ms", "total_ms" (frame arrival -> label sent)}}
@@ -369,7 +370,7 @@ def error(message: str, **extra) -> dict:
 
 def label_fields(label: dict | None) -> dict:
     """A client's latest label as message fields (all None before its first)."""
-    keys = ("label", "confidence", "probs")
+    keys = ("label", "confidence", "probs", "main_person")
     return {**{k: (label or {}).get(k) for k in keys}, "label_frame_id": label["frame_id"] if label else None}
 
 

@@ -237,10 +237,11 @@ class Session:
         return False
 
     def set_label(self, pred: Prediction, frame_id: int, model_ms: float,
-                  people: list[tuple] = (), voice_alone: Prediction | None = None) -> dict:
+                  people: list[tuple] = (), voice_alone: Prediction | None = None, main_id: int | None = None) -> dict:
         """Keep a finished model run as this client's latest label (sent with every answer):
-        the main face's, each person's (id, box, prediction, speaker) and the voice's own."""
-        self.label = {**label_fields(pred), "frame_id": frame_id, "model_ms": round(model_ms, 1),
+        the main face's, each person's (id, box, prediction, speaker), which of them is the main
+        face, and the voice's own."""
+        self.label = {**label_fields(pred), "frame_id": frame_id, "model_ms": round(model_ms, 1), "main_person": main_id,
                       "people": [P.person(p, box, label_fields(pr), spoke) for p, box, pr, spoke in people],
                       "voice_alone": None if voice_alone is None else label_fields(voice_alone)}
         self.stats["labels"] += 1

@@ -12,6 +12,8 @@ const HISTORY = 40;           // labels kept in the strip
 const T_FRAME = 0x01, T_PCM16 = 0x02;
 const COLORS = ['#e4572e', '#76b041', '#8e6cbf', '#ffc914', '#9aa5b1', '#2e86ab', '#f19a3e',
   '#17bebb', '#d1495b', '#66a182'];
+// One colour per tracked person (by id, so it stays with them), with two or more people on screen.
+const PERSON_COLORS = ['#4cc9f0', '#f72585', '#b5e48c', '#ff9f1c', '#c77dff', '#2ec4b6', '#ffd166', '#ef476f'];
 
 const $ = (id) => document.getElementById(id);
 const video = $('video');
@@ -34,6 +36,10 @@ function setStatus(text, kind = 'info') {
 function color(label) {
   const i = state.classes.indexOf(label);
   return COLORS[(i < 0 ? 0 : i) % COLORS.length];
+}
+
+function personColor(id) {
+  return PERSON_COLORS[(id - 1) % PERSON_COLORS.length];
 }
 
 function median(xs) {
@@ -261,6 +267,7 @@ function onPrediction(m) {
   $('server-ms').textContent = `${t.total_ms.toFixed(0)} ms (${t.detect_ms.toFixed(0)} / ${t.model_ms.toFixed(0)})`;
   if (m.label && !state.labels) showLabel(m);  // labels normally come in their own messages
   drawBox(m);
+  showPeople(m);
   showLatency();
   updateCounts();
   document.body.dataset.predictions = String(state.answered);
@@ -295,8 +302,11 @@ function showLabel(m) {
   // Name only the streams this model uses and this window had.
   const mods = state.modalities || [];
   const faceSeen = m.face_found !== undefined ? m.face_found : Boolean(m.face_box);
+  // with several people the voice is in this label only when its person was the speaker
+  const people = m.people || [];
+  const voiced = m.has_audio && (people.length < 2 || people.some((p) => p.id === m.main_person && p.speaker));
   const used = [mods.includes('face') && faceSeen && 'face', mods.includes('context') && 'scene',
-                mods.includes('audio') && m.has_audio && 'voice'].filter(Boolean);
+                mods.includes('audio') && voiced && 'voice'].filter(Boolean);
   $('confidence').textContent = none ? 'no face and no voice: no label'
     : `${(m.confidence * 100).toFixed(0)}% confident${used.length ? ' · ' + used.join(' + ') : ''}`;
   for (const [c, p] of Object.entries(m.probs)) {
@@ -325,6 +335,14 @@ function drawBox(m) {
   if (overlay.width !== W || overlay.height !== H) { overlay.width = W; overlay.height = H; }
   const ctx = overlay.getContext('2d');
   ctx.clearRect(0, 0, W, H);
+  const people = m.frame_size && m.people ? m.people.filter((p) => p.box) : [];
+  overlay.dataset.people = people.map((p) => p.id).join(',');
+  if (people.length >= 2) {
+    drawPeople(ctx, people, m.frame_size, W, H, dpr);
+    overlay.dataset.box = m.face_box ? m.face_box.map((v) => v.toFixed(0)).join(',') : '';  // the main face
+    $('face-state').textContent = `${people.length} people`;
+    return;
+  }
   if (!m.face_box || !m.frame_size) {
     overlay.dataset.box = '';
     $('face-state').textContent = m.frame_size ? 'no face found' : 'no video';
@@ -350,6 +368,54 @@ function drawBox(m) {
   ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 15 * dpr);
   overlay.dataset.box = m.face_box.map((v) => v.toFixed(0)).join(',');
   $('face-state').textContent = `${(x2 - x1).toFixed(0)}×${(y2 - y1).toFixed(0)} px at (${x1.toFixed(0)}, ${y1.toFixed(0)})`;
+}
+
+// Two or more people: every box in its person's colour, tagged with id and label; the one the
+// voice was given to (the speaker) gets a thicker box and "speaking".
+function drawPeople(ctx, people, size, W, H, dpr) {
+  const [fw, fh] = size;
+  const s = Math.min(W / fw, H / fh);
+  const ox = (W - fw * s) / 2, oy = (H - fh * s) / 2;
+  ctx.font = `bold ${13 * dpr}px system-ui, sans-serif`;
+  for (const p of people) {
+    const [x1, y1, x2, y2] = p.box;
+    const c = personColor(p.id);
+    ctx.lineWidth = (p.speaker ? 5 : 2.5) * dpr;
+    ctx.strokeStyle = c;
+    ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
+    const tag = `#${p.id} ${p.label === null ? '…' : `${p.label} ${(p.confidence * 100).toFixed(0)}%`}` +
+      (p.speaker ? ' · speaking' : '');
+    const tw = ctx.measureText(tag).width + 8 * dpr, th = 19 * dpr;
+    const ty = Math.max(0, oy + y1 * s - th);
+    ctx.fillStyle = c;
+    ctx.fillRect(ox + x1 * s - 1.5 * dpr, ty, tw, th);
+    ctx.fillStyle = '#111';
+    ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 14 * dpr);
+  }
+}
+
+// The people list beside the label (two or more people): colour, id, label, who speaks, and
+// the voice's own label when nobody was seen speaking.
+function showPeople(m) {
+  const root = $('people');
+  const people = m.people || [];
+  root.hidden = people.length < 2;
+  root.textContent = '';
+  if (root.hidden) return;
+  for (const p of people) {
+    const li = document.createElement('li');
+    li.dataset.id = String(p.id);
+    li.style.borderColor = personColor(p.id);
+    li.textContent = `person ${p.id}: ${p.label === null ? '…' : `${p.label} ${(p.confidence * 100).toFixed(0)}%`}` +
+      (p.speaker ? ' · speaking' : '');
+    root.appendChild(li);
+  }
+  if (m.voice_alone && m.voice_alone.label !== null) {
+    const li = document.createElement('li');
+    li.className = 'voice';
+    li.textContent = `voice (nobody seen speaking): ${m.voice_alone.label} ${(m.voice_alone.confidence * 100).toFixed(0)}%`;
+    root.appendChild(li);
+  }
 }
 
 function updateCounts() {
