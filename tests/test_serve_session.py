@@ -217,8 +217,10 @@ def test_frame_window_follows_arrival_time_and_resets_on_a_new_size():
     assert arrivals[-1] - arrivals[0] <= SETTINGS.window and len(s.frames) == 20
     assert s.frame_rate() == pytest.approx(10.0)
     s.memo[1.0], s.prev_box = ([], None), BOX
+    s.label = {"label": "joy", "people": [P.person(1, [0, 0, 9, 9], None, False)], "main_person": 1}
     s.add_frame(np.zeros((48, 64, 3), np.uint8), 3.0)   # the client changed resolution
     assert len(s.frames) == 1 and not s.memo and s.prev_box is None and s.frame_rate() == SETTINGS.fps
+    assert s.label == {"label": "joy", "people": [], "main_person": None}   # person ids start again
 
 
 def test_nothing_to_predict_and_audio_only_windows():

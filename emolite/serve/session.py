@@ -260,7 +260,9 @@ class Session:
         self.memo.clear()
         self.prev_box = None
         self.detect.reset()
-        self.people.reset()
+        self.people.reset()       # ids restart: the last labels no longer name these people
+        if self.label is not None:
+            self.label = {**self.label, "people": [], "main_person": None}
 
     def add_frame(self, frame: np.ndarray, received: float) -> None:
         """Append a decoded frame; drop frames older than the window. A new frame size (the
