@@ -7,8 +7,10 @@ in emolite/assets/face.jpg, so the demo, the tests and the benchmarks need no da
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -65,12 +67,92 @@ def voice(seconds: float, sr: int = SAMPLE_RATE, f0: float = 180.0, seed: int = 
     return (0.3 * x * env + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
 
 
+@dataclass
+class Actor:
+    """One person in a generated scene: a face photo on a coloured torso, moving along `path`
+    (time -> face centre in px), on screen in [enter, leave), covered during `hidden` spans;
+    `mouth` locates the mouth in the photo (it opens when this person speaks)."""
+
+    face: np.ndarray
+    path: Callable[[float], tuple[float, float]]
+    shirt: tuple[int, int, int] = (60, 90, 160)
+    enter: float = 0.0
+    leave: float = float("inf")
+    hidden: tuple[tuple[float, float], ...] = ()
+    mouth: tuple[float, float, float] = (0.5, 0.72, 0.2)   # centre x, y and width, as fractions of the face
+
+
+@dataclass
+class Scene:
+    """Several people in one 640×480-style picture, for tracking tests and benchmarks. The face
+    of whoever `speaker(t)` names opens and closes its mouth with `envelope(t)` (0..1). Calling it gives the frame at t; `boxes(t)` the
+    drawn face boxes of the visible people (the ground truth)."""
+
+    actors: list[Actor]
+    width: int = 640
+    height: int = 480
+    face_px: int = 110
+    speaker: Callable[[float], int | None] = lambda t: None
+    envelope: Callable[[float], float] = lambda t: 0.0
+    _faces: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        import cv2
+
+        self._faces = [cv2.resize(a.face if a.face.ndim == 3 else np.repeat(a.face[..., None], 3, -1),
+                                  (self.face_px, self.face_px), interpolation=cv2.INTER_AREA) for a in self.actors]
+
+    def visible(self, k: int, t: float) -> bool:
+        a = self.actors[k]
+        return a.enter <= t < a.leave and not any(s <= t < e for s, e in a.hidden)
+
+    def boxes(self, t: float) -> dict[int, tuple[float, float, float, float]]:
+        out = {}
+        for k, a in enumerate(self.actors):
+            if self.visible(k, t):
+                cx, cy = a.path(t)
+                h = self.face_px / 2
+                out[k] = (cx - h, cy - h, cx + h, cy + h)
+        return out
+
+    def __call__(self, t: float) -> np.ndarray:
+        import cv2
+
+        yy, xx = np.mgrid[0:self.height, 0:self.width]
+        img = np.stack([90 + 40 * xx // self.width, 110 + 30 * yy // self.height,
+                        np.full_like(xx, 120)], -1).astype(np.uint8)
+        p, talk = self.face_px, self.speaker(t)
+        # draw far (small y) first so lower people pass in front when paths cross
+        order = sorted(range(len(self.actors)), key=lambda k: self.actors[k].path(t)[1])
+        for k in order:
+            a = self.actors[k]
+            if not a.enter <= t < a.leave:
+                continue
+            cx, cy = (int(v) for v in a.path(t))
+            cv2.ellipse(img, (cx, cy + int(1.15 * p)), (int(0.75 * p), int(0.6 * p)), 0, 0, 360, a.shirt, -1)
+            face = self._faces[k]
+            if talk == k:   # the mouth opens with the voice
+                face = face.copy()
+                mx, my, mw = (int(v * p) for v in a.mouth)
+                cv2.ellipse(face, (mx, my), (mw // 2, max(1, int(0.3 * mw * self.envelope(t)))), 0, 0, 360,
+                            (60, 25, 30), -1)
+            x0, y0 = cx - p // 2, cy - p // 2
+            xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + p, self.width), min(y0 + p, self.height)
+            if xb > xa and yb > ya:
+                img[ya:yb, xa:xb] = face[ya - y0:yb - y0, xa - x0:xb - x0]
+            if any(s <= t < e for s, e in a.hidden):   # something passes in front of this face
+                cv2.rectangle(img, (x0 - 10, y0 - 10), (x0 + p + 10, y0 + p + 10), (40, 40, 40), -1)
+        return img
+
+
 def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: int = 480, fps: int = 25,
               audio: bool = True, video: bool = True, face: bool = True, sr: int = SAMPLE_RATE,
-              rotate: int = 0, sound: np.ndarray | None = None) -> Path:
+              rotate: int = 0, sound: np.ndarray | None = None,
+              frames: Callable[[float], np.ndarray] | None = None) -> Path:
     """Write a test/demo clip. The container and codecs follow the extension (see CODECS);
     .wav/.flac/.mp3 write audio only. `rotate` tags the video with a display rotation.
-    `sound` replaces the voice-like signal (float32 mono at the stream's rate, e.g. zeros)."""
+    `sound` replaces the voice-like signal (float32 mono at the stream's rate, e.g. zeros);
+    `frames(t)` replaces the drifting face (e.g. a `Scene`, several people)."""
     import av
 
     path = Path(path)
@@ -90,7 +172,8 @@ def make_clip(path: str | Path, seconds: float = 4.0, width: int = 640, height: 
         n = int(round(seconds * fps))
         if vs is not None:
             for i in range(n):
-                frame = av.VideoFrame.from_ndarray(frame_at(i / fps, width, height, face), format="rgb24")
+                img = frames(i / fps) if frames is not None else frame_at(i / fps, width, height, face)
+                frame = av.VideoFrame.from_ndarray(img, format="rgb24")
                 for pkt in vs.encode(frame):
                     out.mux(pkt)
             for pkt in vs.encode():

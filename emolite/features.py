@@ -13,6 +13,7 @@ import numpy as np
 
 from . import faces as F
 from .media import FPS, Window
+from .people import PeopleTracker, mouth_motion
 from .vad import clean_audio, voice_activity
 
 
@@ -52,31 +53,76 @@ def window_features(window: Window, detector: F.Detector | None, face_size: int 
         z = np.zeros((0, face_size, face_size, 3), np.uint8)
         return Features(z, np.zeros(0, bool), np.zeros((0, context_size, context_size, 3), np.uint8),
                         np.zeros((0, 4), np.float32), audio, False, window.has_audio, voiced=voiced)
-    frames = window.frames
-    n = len(frames)
+    dets, contexts, _ = detect_frames(window, detector, context_size, memo, detect_every, fps)
+    main = F.track(dets, window.frames.shape[1:3], prev_box)
+    return _crops(window, main, np.stack(contexts), audio, voiced, face_size, margin, align)
+
+
+def detect_frames(window: Window, detector: F.Detector | None, context_size: int, memo: dict | None,
+                  detect_every: int, fps: float) -> tuple[list[list[F.Face]], list[np.ndarray], list[bool]]:
+    """Detections, context image and whether the detector ran, for each of the window's frames
+    (memoised by frame time: overlapping windows share frames)."""
     memo = {} if memo is None else memo
-    dets, contexts = [], []
-    for t, f in zip(window.times, frames):
+    dets, contexts, ran = [], [], []
+    for t, f in zip(window.times, window.frames):
         k = round(float(t), 4)
         if k not in memo:
             run = detector is not None and (detect_every <= 1 or round(float(t) * fps) % detect_every == 0)
-            memo[k] = (detector(f) if run else [], F.letterbox(f, context_size))
+            memo[k] = (detector(f) if run else [], F.letterbox(f, context_size), run)
         dets.append(memo[k][0])
         contexts.append(memo[k][1])
-    if detector is not None and n == 1 and window.end == window.start and not dets[0] \
+        ran.append(memo[k][2])
+    frames = window.frames
+    if detector is not None and len(frames) == 1 and window.end == window.start and not dets[0] \
             and max(frames.shape[1:3]) <= F.SMALL_IMAGE:
         dets = [[F.whole_face(frames[0])]]  # a small still with no detection: a dataset crop (CK+ 48×48)
-    main = F.track(dets, frames.shape[1:3], prev_box)
+    return dets, contexts, ran
+
+
+def _crops(window: Window, track: list[F.Face | None], context: np.ndarray, audio: np.ndarray,
+           voiced: bool | None, face_size: int, margin: float, align: bool) -> Features:
+    """One face track's crops over the window's frames, with the shared context and audio."""
+    frames = window.frames
+    n = len(frames)
     face = np.zeros((n, face_size, face_size, 3), np.uint8)
     mask = np.zeros(n, bool)
     boxes = np.full((n, 4), np.nan, np.float32)
-    for i, f in enumerate(main):
+    for i, f in enumerate(track):
         if f is not None:
             face[i] = F.crop_face(frames[i], f, face_size, margin, align)
             mask[i] = True
             boxes[i] = f.box
-    context = np.stack(contexts)
     return Features(face, mask, context, boxes, audio, True, window.has_audio, tuple(frames.shape[1:3]), voiced)
+
+
+def people_features(window: Window, detector: F.Detector | None, tracker: PeopleTracker,
+                    face_size: int = F.FACE_SIZE, context_size: int = F.CONTEXT_SIZE, margin: float = F.MARGIN,
+                    align: bool = False, memo: dict | None = None, detect_every: int = 1, fps: float = FPS,
+                    vad: bool = False) -> tuple[dict[int, Features], dict[int, float | None], Features]:
+    """Every tracked person's inputs for one window: {person id: Features}, their mouth motion
+    (for `people.speaker`), and the window's face-less Features (context + audio: the voice on
+    its own). The same detector, memo, crops and audio path as `window_features`; `tracker`
+    carries identities from window to window (frames already tracked are skipped)."""
+    if not window.has_video:
+        return {}, {}, window_features(window, None, face_size, context_size, margin, align, vad=vad)
+    audio = clean_audio(window.audio, f"audio at {window.start:.1f} s") if window.has_audio else np.zeros(0, np.float32)
+    voiced = voice_activity(audio).voiced if vad else None
+    dets, contexts, ran = detect_frames(window, detector, context_size, memo, detect_every, fps)
+    context = np.stack(contexts)
+    frames = window.frames
+    if len(frames) == 1 and window.end == window.start:   # a still image: every face is a person, left to right
+        found = sorted(tracker.eligible(dets[0]), key=lambda f: f.box[0])
+        per_frame = [{i + 1: f for i, f in enumerate(found)}]
+    else:
+        for t, f, d, r in zip(window.times, frames, dets, ran):
+            tracker.update(t, d, f, r)
+        per_frame = [tracker.at(t) for t in window.times]
+    ids = sorted({p for fr in per_frame for p in fr})
+    people = {p: _crops(window, [fr.get(p) for fr in per_frame], context, audio, voiced, face_size, margin, align)
+              for p in ids}
+    motion = {p: mouth_motion(frames, [fr.get(p) for fr in per_frame]) for p in ids}
+    nobody = _crops(window, [None] * len(frames), context, audio, voiced, face_size, margin, align)
+    return people, motion, nobody
 
 
 def usable(feats: Features, modalities: list[str]) -> dict[str, bool]:
