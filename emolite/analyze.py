@@ -19,10 +19,11 @@ import numpy as np
 from . import inputs as I
 from . import media
 from .errors import EmoliteError
-from .features import usable, window_features
+from .features import people_features, usable, window_features
 from .fsio import atomic_path, atomic_write_text, check_writable
 from .options import optional
-from .outputs import CsvSink, Outputs  # noqa: F401  (CsvSink: the streamed CSV, public since the first release)
+from .people import MAX_PEOPLE, PeopleTracker, speaker
+from .outputs import CsvSink, Outputs, plot_timeline  # noqa: F401  (CsvSink, plot_timeline: public since the first release)
 from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
 from .spec import InputSpec
 
@@ -64,7 +65,9 @@ class WindowResult:
     face_box: list[float] | None       # x1, y1, x2, y2 in pixels of the original video
     has_audio: bool
     has_video: bool
-    voice: bool = False                # speech in the window's audio (silence, noise, music: no)
+    voice: bool = False                # speech in the window's audio was used (silence, noise, music: no)
+    person: int | None = None          # --people: the tracked person this row is about (None: the voice alone)
+    speaker: bool = False              # --people: this person was the one speaking (the voice is fused in)
 
 
 @dataclass
@@ -80,6 +83,11 @@ class Result:
     modalities: dict[str, bool]        # which streams the file had
     faces_found: float = 0.0           # fraction of windows with a face
     warnings: list[str] = field(default_factory=list)
+    people: dict[int, dict] = field(default_factory=dict)   # --people: id -> label, probs, seen, spoke
+
+    def timeline(self, person: int | None) -> list[WindowResult]:
+        """One person's windows (None: the voice's own rows, when no speaker could be told)."""
+        return [w for w in self.windows if w.person == person]
 
     def to_dict(self) -> dict:
         """JSON-able form (emotions.json)."""
@@ -91,13 +99,15 @@ class Result:
             import pandas as pd
         except ImportError:
             raise EmoliteError("to_dataframe needs pandas: pip install pandas") from None
-        return pd.DataFrame([window_row(self.path, w) for w in self.windows])
+        return pd.DataFrame([window_row(self.path, w, bool(self.people)) for w in self.windows])
 
 
-def window_row(path: str, w: WindowResult) -> dict:
-    """A flat row for CSV/DataFrames: times, label, confidence, face, box, one column per class."""
+def window_row(path: str, w: WindowResult, people: bool = False) -> dict:
+    """A flat row for CSV/DataFrames: times, (person, speaker,) label, confidence, face, box, one
+    column per class. The person columns appear with --people only, so one-face CSVs keep their shape."""
     r = lambda v: "" if v is None else round(v, 4)  # noqa: E731  (no label: empty cells)
-    return {"file": path, "start": round(w.start, 3), "end": round(w.end, 3), "label": w.label or "",
+    who = {"person": "" if w.person is None else w.person, "speaker": w.speaker} if people else {}
+    return {"file": path, "start": round(w.start, 3), "end": round(w.end, 3), **who, "label": w.label or "",
             "confidence": r(w.confidence), "face_found": w.face_found,
             "face_box": "" if w.face_box is None else " ".join(f"{v:.0f}" for v in w.face_box),
             "has_audio": w.has_audio, "voice": w.voice, **{f"p_{c}": r(p) for c, p in w.probs.items()}}
@@ -110,9 +120,14 @@ def _video_side(info: dict) -> int:
 
 
 def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
-                 batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY) -> Iterator[WindowResult]:
+                 batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY,
+                 people: bool = False, max_people: int = MAX_PEOPLE) -> Iterator[WindowResult]:
     """Stream WindowResults for one file, in time order. `window`/`hop` are seconds (default:
-    the model's spec); crops, detector and input length come from the model's spec."""
+    the model's spec); crops, detector and input length come from the model's spec.
+
+    `people=True`: every face (up to `max_people`) is tracked through the file and gets its own
+    row per window (`person` = its id); the voice is fused into the person seen speaking
+    (`speaker`), and when that cannot be told the voice gets a row of its own (person None)."""
     p = Path(path)
     spec = model.spec
     window = window or spec.window_seconds
@@ -125,6 +140,7 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
     pending: list[tuple] = []
     info = media.probe(p)  # one look at the file: window count for the bar, size for the boxes
     side = _video_side(info)
+    tracker = PeopleTracker(max_people) if people and use_video else None
     bar = None
     if progress:
         from tqdm import tqdm
@@ -133,9 +149,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
         bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
 
     def flush() -> Iterator[WindowResult]:
-        probs = model.predict_inputs(I.stack([x for _, x, _ in pending]))
-        for (w, _, feats), pr in zip(pending, probs):
-            uses = usable(feats, model.modalities)
+        probs = model.predict_inputs(I.stack([e[1] for e in pending]))
+        for (w, _, feats, uses, person, spoke), pr in zip(pending, probs):
             pred = model.to_prediction(pr) if any(uses.values()) else None
             box = None
             if feats.face_mask.any():
@@ -144,10 +159,20 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
                 box = [float(v) * scale for v in np.nanmean(feats.boxes[feats.face_mask], 0)]
             yield WindowResult(w.start, w.end, pred and pred.label, pred and pred.confidence,
                                pred.probs if pred else dict.fromkeys(model.classes), bool(feats.face_mask.any()),
-                               box, feats.has_audio, feats.has_video, bool(uses["audio"]))
+                               box, feats.has_audio, feats.has_video, bool(uses["audio"]), person, spoke)
         if bar is not None:
-            bar.update(len(pending))
+            bar.update(len({(e[0].start, e[0].end) for e in pending}))
         pending.clear()
+
+    def add(w, feats, person=None, spoke=False, voice_alone=False) -> None:
+        uses = usable(feats, model.modalities)
+        if tracker is not None:   # the voice goes to the speaker, or stands alone; the scene to the people
+            uses["audio"] = uses["audio"] and (spoke or person is None)
+            uses["context"] = uses["context"] and not voice_alone
+        x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames,
+                          spec.audio_seconds, feats.has_video and not voice_alone, uses["audio"], fps=fps,
+                          face_size=spec.face_size, context_size=spec.context_size)
+        pending.append((w, x, feats, uses, person, spoke))
 
     try:
         windows = prefetch(media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True))
@@ -156,15 +181,20 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
                 w.frames = None
             if not use_audio:
                 w.audio = None
-            feats = window_features(w, model.detector if use_video else None, spec.face_size, spec.context_size,
-                                    spec.margin, spec.align, memo=memo, detect_every=detect_every, fps=fps,
-                                    vad=use_audio)
+            kw = dict(face_size=spec.face_size, context_size=spec.context_size, margin=spec.margin,
+                      align=spec.align, memo=memo, fps=fps, vad=use_audio)
+            if tracker is None:
+                add(w, window_features(w, model.detector if use_video else None, detect_every=detect_every, **kw))
+            else:   # every frame detected: people move between the few frames a window samples
+                found, motion, nobody = people_features(w, model.detector, tracker, detect_every=1, **kw)
+                who = speaker(motion, usable(nobody, model.modalities)["audio"])
+                for person, feats in found.items():
+                    add(w, feats, person, person == who)
+                if who is None and (not found or usable(nobody, model.modalities)["audio"]):
+                    add(w, nobody, voice_alone=bool(found))
+                tracker.forget_before(w.start + hop)
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
                 del memo[k]
-            x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames,
-                              spec.audio_seconds, feats.has_video, bool(feats.has_audio and feats.voiced), fps=fps,
-                              face_size=spec.face_size, context_size=spec.context_size)
-            pending.append((w, x, feats))
             if len(pending) >= batch:
                 yield from flush()
         if pending:
@@ -216,20 +246,27 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
 
 
 def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
-    """The file's overall label: the mean of its labelled windows' probabilities."""
+    """The file's overall label: the mean of its labelled rows' probabilities (with --people,
+    every person's and the lone voice's rows); each person's own summary in `people`."""
     if not windows:
         raise EmoliteError("no windows to analyse (empty file?)", path)
+    spans = {}   # window -> any face in it (with --people a window has a row per person)
+    for w in windows:
+        spans[(w.start, w.end)] = spans.get((w.start, w.end), False) or w.face_found
+    faces = float(np.mean(list(spans.values())))
     labelled = [w for w in windows if w.label is not None]
     has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
+    people = _people(windows, classes) if any(w.person is not None for w in windows) else {}
     warnings = []
     if not labelled:
         warnings.append("no face and no voice found (silence, noise or music): no emotion label")
         return Result(str(path), None, None, dict.fromkeys(classes), windows, {"video": has_v, "audio": has_a},
-                      float(np.mean([w.face_found for w in windows])), warnings)
-    mean = np.mean([[w.probs[c] for c in classes] for w in labelled], 0)
+                      faces, warnings, people)
+    mean = _mean_probs(labelled, classes)
     i = int(np.argmax(mean))
-    if len(labelled) < len(windows):
-        warnings.append(f"{len(windows) - len(labelled)} of {len(windows)} windows had neither a face nor voice: no label")
+    unlabelled = len({(w.start, w.end) for w in windows} - {(w.start, w.end) for w in labelled})
+    if unlabelled:
+        warnings.append(f"{unlabelled} of {len(spans)} windows had neither a face nor voice: no label")
     if not has_v:
         warnings.append("no video: predicted from the voice only")
     elif not any(w.face_found for w in windows):
@@ -239,14 +276,35 @@ def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Res
     elif not any(w.voice for w in windows):
         warnings.append("no voice in the audio (silence, noise or music): the voice was not used")
     return Result(str(path), classes[i], float(mean[i]), {c: float(v) for c, v in zip(classes, mean)}, windows,
-                  {"video": has_v, "audio": has_a}, float(np.mean([w.face_found for w in windows])), warnings)
+                  {"video": has_v, "audio": has_a}, faces, warnings, people)
+
+
+def _mean_probs(rows: list[WindowResult], classes: list[str]) -> np.ndarray:
+    return np.mean([[w.probs[c] for c in classes] for w in rows], 0)
+
+
+def _people(windows: list[WindowResult], classes: list[str]) -> dict[int, dict]:
+    """Per person: overall label (mean of their rows), when they were seen, how often they spoke."""
+    out = {}
+    for pid in sorted({w.person for w in windows if w.person is not None}):
+        rows = [w for w in windows if w.person == pid]
+        labelled = [w for w in rows if w.label is not None]
+        mean = _mean_probs(labelled, classes) if labelled else None
+        i = int(np.argmax(mean)) if mean is not None else None
+        out[pid] = {"label": None if i is None else classes[i], "confidence": None if i is None else float(mean[i]),
+                    "probs": dict.fromkeys(classes) if mean is None else {c: float(v) for c, v in zip(classes, mean)},
+                    "windows": len(rows), "speaking_windows": sum(w.speaker for w in rows),
+                    "first_seen": rows[0].start, "last_seen": rows[-1].end}
+    return out
 
 
 def analyze_file(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
-                 progress: bool = False, on_window=None) -> Result:
-    """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming)."""
+                 progress: bool = False, on_window=None, people: bool = False,
+                 max_people: int = MAX_PEOPLE) -> Result:
+    """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming).
+    `people=True`: one timeline per tracked person (see `iter_analyze`, `Result.people`)."""
     windows = []
-    for w in iter_analyze(model, path, window, hop, progress=progress):
+    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people):
         windows.append(w)
         if on_window is not None:
             on_window(w)
@@ -278,54 +336,26 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def format_table(r: Result, max_rows: int = 40) -> str:
-    """A readable terminal table: one line per window, then the overall label."""
-    lines = [f"{r.path}", f"  {'start':>7} {'end':>7}  {'label':<10} {'conf':>5}  face"]
+    """A readable terminal table: one line per window (per person and window with --people),
+    then each person's and the overall label."""
+    who = bool(r.people)
+    lines = [f"{r.path}", f"  {'start':>7} {'end':>7}  " + ("who       " if who else "") + f"{'label':<10} {'conf':>5}  face"]
     step = max(1, len(r.windows) // max_rows)
     for w in r.windows[::step]:
         conf = "    -" if w.confidence is None else f"{w.confidence:5.2f}"
-        lines.append(f"  {w.start:7.2f} {w.end:7.2f}  {w.label or '-':<10} {conf}  {'yes' if w.face_found else 'no'}")
+        name = ("voice" if w.person is None else f"person {w.person}") + ("*" if w.speaker else "")
+        lines.append(f"  {w.start:7.2f} {w.end:7.2f}  " + (f"{name:<10}" if who else "")
+                     + f"{w.label or '-':<10} {conf}  {'yes' if w.face_found else 'no'}")
     if step > 1:
-        lines.append(f"  (every {step}th of {len(r.windows)} windows shown; all are in the CSV/JSON)")
+        lines.append(f"  (every {step}th of {len(r.windows)} rows shown; all are in the CSV/JSON)")
+    for pid, s in r.people.items():
+        lab = "no label" if s["label"] is None else f"{s['label']} ({s['confidence']:.2f})"
+        lines.append(f"  person {pid}: {lab}, seen {s['first_seen']:.1f}-{s['last_seen']:.1f} s, "
+                     f"speaking in {s['speaking_windows']} of {s['windows']} windows")
     overall = "no label" if r.label is None else f"{r.label} ({r.confidence:.2f})"
-    lines.append(f"  overall: {overall}" + "".join(f"  [{x}]" for x in r.warnings))
+    lines.append(f"  overall: {overall}" + "".join(f"  [{x}]" for x in r.warnings)
+                 + ("   (* = speaking: the voice is fused into that person)" if who else ""))
     return "\n".join(lines)
-
-
-def plot_timeline(r: Result, out: str | os.PathLike) -> Path:
-    """PNG: class probabilities over time, and a strip of the dominant label per window."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    classes = list(r.probs)
-    t = np.array([(w.start + w.end) / 2 for w in r.windows])
-    P = np.array([[np.nan if w.probs[c] is None else w.probs[c] for c in classes] for w in r.windows])
-    colors = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)
-    fig, (ax, strip) = plt.subplots(2, 1, figsize=(10, 4.2), sharex=True,
-                                    gridspec_kw={"height_ratios": [5, 1]})
-    for j, c in enumerate(classes):
-        ax.plot(t, P[:, j], color=colors[j], label=c, marker="o" if len(t) < 30 else None, ms=3)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("probability")
-    ax.set_title(f"{Path(r.path).name}: " + ("no label" if r.label is None else f"{r.label} ({r.confidence:.2f})"))
-    ax.legend(loc="upper right", ncol=min(len(classes), 7), fontsize=8, frameon=False)
-    # Each window owns the span between the midpoints to its neighbours: overlapping windows don't stack.
-    edges = np.concatenate([[r.windows[0].start], (t[1:] + t[:-1]) / 2, [max(r.windows[-1].end, t[-1] + 0.05)]])
-    for w, a, b in zip(r.windows, edges[:-1], edges[1:]):
-        if w.label is not None:   # unlabelled windows (no face, no voice) stay blank
-            strip.axvspan(a, b, color=colors[classes.index(w.label)], alpha=0.9 if w.face_found else 0.5, lw=0)
-    strip.set_yticks([])
-    strip.set_xlabel("time (s)")
-    strip.set_ylabel("label", rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    out = Path(out)
-    try:
-        with atomic_path(out) as tmp:   # a full or read-only disk: one EmoliteError, no temp file left
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return out
 
 
 def check_window(window: float | None, hop: float | None) -> None:
@@ -341,7 +371,7 @@ def _fail(failed: list, print_fn, path: str, reason: str) -> None:
 
 def run(specs: list[str], model: Model, out: str | None = None, plot: bool = False, window: float | None = None,
         hop: float | None = None, progress: bool = True, quiet: bool = False, print_fn=print,
-        resume: bool = False) -> dict:
+        resume: bool = False, people: bool = False, max_people: int = MAX_PEOPLE) -> dict:
     """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad
     file or a failed write; `resume` skips files an earlier run into the same `out` finished."""
     check_window(window, hop)
@@ -360,8 +390,9 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
                     print_fn(f"{f}: finished in the earlier run (--resume)")
                 continue
             try:
-                r = analyze_file(model, f, window, hop, progress=progress and not quiet,
-                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w))) if o.sink else None)
+                r = analyze_file(model, f, window, hop, progress=progress and not quiet, people=people,
+                                 max_people=max_people,
+                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w, people))) if o.sink else None)
             except EmoliteError as e:
                 _fail(failed, print_fn, str(f), str(e))
                 continue

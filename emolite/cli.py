@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import options as O
 from .errors import EmoliteError
+from .people import MAX_PEOPLE, MAX_PEOPLE_LIMIT
 
 # Ranges of the options only the CLI has (the others are checked by the functions they go to).
 SAMPLES = (1, 1000)              # info: frames sampled for faces
@@ -96,10 +97,11 @@ def cmd_analyze(args) -> int:
     from .inference import load_model
 
     analyze.check_window(args.window, args.hop)   # before the model loads
+    max_people = int(O.number("--max-people", args.max_people, 1, MAX_PEOPLE_LIMIT, integer=True))
     model = load_model(args.model, device=args.device)
     summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
                           hop=args.hop, progress=not args.quiet, quiet=args.quiet,
-                          resume=getattr(args, "resume", False))
+                          resume=getattr(args, "resume", False), people=args.people, max_people=max_people)
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
@@ -210,8 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", action="store_true", help="PNG of probabilities over time per file")
     s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
     s.add_argument("--device", default="cpu", help="cpu | cuda")
-    s.add_argument("--window", type=float, help="window seconds (default: the model's, 2)")
+    s.add_argument("--window", type=float, help="window seconds (default: the model's, 3)")
     s.add_argument("--hop", type=float, help="hop seconds (default: the model's, 1)")
+    s.add_argument("--people", action="store_true",
+                   help="track every face: one timeline per person, the voice fused into whoever speaks")
+    s.add_argument("--max-people", type=int, default=MAX_PEOPLE, help=f"faces tracked at once (default {MAX_PEOPLE})")
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
     s.add_argument("--resume", action="store_true",
                    help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")

@@ -138,3 +138,64 @@ class Outputs:
                 self._rec.close()
             except OSError:
                 pass
+
+
+def plot_timeline(r: Any, out: str | os.PathLike) -> Path:
+    """PNG of a Result: class probabilities over time and a strip of the label per window; with
+    --people, one lane per person (and one for the voice on its own), the speaker's windows outlined."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(r.probs)
+    colors = plt.get_cmap("tab10")(np.arange(len(classes)) % 10)
+    lanes = [(f"person {p}", p) for p in r.people] if r.people else [("label", None)]
+    if r.people and any(w.person is None for w in r.windows):
+        lanes.append(("voice", None))
+    top = [w for w in r.windows if w.person is None] if not r.people else []
+    fig, axes = plt.subplots(1 + len(lanes), 1, figsize=(10, 3.4 + 0.8 * len(lanes)), sharex=True,
+                             gridspec_kw={"height_ratios": [5] + [1] * len(lanes)}, squeeze=False)
+    ax = axes[0, 0]
+    if top:   # one face: the probability of every class over time
+        t = np.array([(w.start + w.end) / 2 for w in top])
+        P = np.array([[np.nan if w.probs[c] is None else w.probs[c] for c in classes] for w in top])
+        for j, c in enumerate(classes):
+            ax.plot(t, P[:, j], color=colors[j], label=c, marker="o" if len(t) < 30 else None, ms=3)
+        ax.set_ylabel("probability")
+    else:     # people: each person's confidence in their own label
+        for k, (name, pid) in enumerate(lanes):   # dashed and greyish: the solid colours are the classes
+            rows = [w for w in r.windows if w.person == pid and w.confidence is not None]
+            ax.plot([(w.start + w.end) / 2 for w in rows], [w.confidence for w in rows], label=name, lw=1.2,
+                    ls=("--", ":", "-.")[k % 3], color=str(0.15 + 0.5 * k / max(len(lanes), 1)))
+        for j, c in enumerate(classes):
+            ax.plot([], [], color=colors[j], lw=6, label=c)
+        ax.set_ylabel("confidence")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{Path(r.path).name}: " + ("no label" if r.label is None else f"{r.label} ({r.confidence:.2f})"))
+    ax.legend(loc="upper right", ncol=min(len(classes) + len(lanes), 7), fontsize=8, frameon=False)
+    end = max(w.end for w in r.windows)
+    for (name, pid), (strip,) in zip(lanes, axes[1:]):
+        rows = [w for w in r.windows if w.person == pid]
+        # each window owns the span between the midpoints to its neighbours: overlapping windows don't stack
+        mids = np.array([(w.start + w.end) / 2 for w in rows])
+        edges = np.concatenate([[rows[0].start], (mids[1:] + mids[:-1]) / 2, [max(rows[-1].end, mids[-1] + 0.05)]]) \
+            if rows else []
+        for w, a, b in zip(rows, edges[:-1], edges[1:]):
+            if w.label is not None:   # unlabelled windows (no face, no voice) stay blank
+                strip.axvspan(a, b, color=colors[classes.index(w.label)], alpha=0.9 if w.face_found else 0.5, lw=0)
+            if w.speaker:
+                strip.axvspan(a, b, fill=False, hatch="//", edgecolor="black", lw=0)
+        strip.set_xlim(0, end)
+        strip.set_yticks([])
+        strip.set_ylabel(name, rotation=0, ha="right", va="center")
+    axes[-1, 0].set_xlabel("time (s)" + ("   (hatched: speaking)" if r.people else ""))
+    fig.tight_layout()
+    out = Path(out)
+    try:
+        with atomic_path(out) as tmp:   # a full or read-only disk: one EmoliteError, no temp file left
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    return out
