@@ -20,7 +20,7 @@ Client -> server, text messages (JSON objects):
 Server -> client (JSON text):
 
   {"type": "hello", "session": str, "classes": [...], "modalities": [...], "limits": {...},
-   "window_s": the model's window in seconds (2.0 by default)}
+   "window_s": the model's window in seconds (3.0 for the default model)}
   {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
    x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
