@@ -355,17 +355,9 @@ function drawBox(m) {
   const [x1, y1, x2, y2] = m.face_box;
   const cur = state.current;
   const c = cur && cur.label !== null ? color(cur.label) : '#ffffff';
-  ctx.lineWidth = 3 * dpr;
-  ctx.strokeStyle = c;
-  ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
   const tag = cur && cur.label !== null ? `${cur.label} ${(cur.confidence * 100).toFixed(0)}%` : 'face';
   ctx.font = `bold ${14 * dpr}px system-ui, sans-serif`;
-  const tw = ctx.measureText(tag).width + 8 * dpr, th = 20 * dpr;
-  const ty = Math.max(0, oy + y1 * s - th);
-  ctx.fillStyle = c;
-  ctx.fillRect(ox + x1 * s - 1.5 * dpr, ty, tw, th);
-  ctx.fillStyle = '#111';
-  ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 15 * dpr);
+  tagBox(ctx, m.face_box, s, ox, oy, c, tag, 3, dpr);
   overlay.dataset.box = m.face_box.map((v) => v.toFixed(0)).join(',');
   $('face-state').textContent = `${(x2 - x1).toFixed(0)}×${(y2 - y1).toFixed(0)} px at (${x1.toFixed(0)}, ${y1.toFixed(0)})`;
 }
@@ -378,20 +370,24 @@ function drawPeople(ctx, people, size, W, H, dpr) {
   const ox = (W - fw * s) / 2, oy = (H - fh * s) / 2;
   ctx.font = `bold ${13 * dpr}px system-ui, sans-serif`;
   for (const p of people) {
-    const [x1, y1, x2, y2] = p.box;
-    const c = personColor(p.id);
-    ctx.lineWidth = (p.speaker ? 5 : 2.5) * dpr;
-    ctx.strokeStyle = c;
-    ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
     const tag = `#${p.id} ${p.label === null ? '…' : `${p.label} ${(p.confidence * 100).toFixed(0)}%`}` +
       (p.speaker ? ' · speaking' : '');
-    const tw = ctx.measureText(tag).width + 8 * dpr, th = 19 * dpr;
-    const ty = Math.max(0, oy + y1 * s - th);
-    ctx.fillStyle = c;
-    ctx.fillRect(ox + x1 * s - 1.5 * dpr, ty, tw, th);
-    ctx.fillStyle = '#111';
-    ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 14 * dpr);
+    tagBox(ctx, p.box, s, ox, oy, personColor(p.id), tag, p.speaker ? 5 : 2.5, dpr);
   }
+}
+
+// A box in the video's pixels (scale s, offset ox, oy on the canvas) with its tag above it.
+function tagBox(ctx, box, s, ox, oy, c, tag, width, dpr) {
+  const [x1, y1, x2, y2] = box;
+  ctx.lineWidth = width * dpr;
+  ctx.strokeStyle = c;
+  ctx.strokeRect(ox + x1 * s, oy + y1 * s, (x2 - x1) * s, (y2 - y1) * s);
+  const tw = ctx.measureText(tag).width + 8 * dpr, th = 20 * dpr;
+  const ty = Math.max(0, oy + y1 * s - th);
+  ctx.fillStyle = c;
+  ctx.fillRect(ox + x1 * s - 1.5 * dpr, ty, tw, th);
+  ctx.fillStyle = '#111';
+  ctx.fillText(tag, ox + x1 * s + 3 * dpr, ty + 15 * dpr);
 }
 
 // The people list beside the label (two or more people): colour, id, label, who speaks, and
