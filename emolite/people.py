@@ -160,7 +160,8 @@ class PeopleTracker:
         if tr.box is not None and 0 < t - tr.seen <= PREDICT_SECONDS:
             v = (f.box - tr.box) / (t - tr.seen)
             tr.velocity = (0.5 * tr.velocity + 0.5 * np.clip(v, -2000, 2000)).astype(np.float32)
-        if tr.box is not None:   # a short detector miss: the frames between get interpolated boxes
+        if tr.box is not None and self.history and min(self.history) <= tr.seen:
+            # a short detector miss (its frames still held): the frames between get interpolated boxes
             gap = [k for k in self.history if tr.seen < k < t and tr.key not in self.history[k]]
             if 0 < len(gap) <= FILL_GAP:
                 for k in gap:

@@ -177,3 +177,19 @@ def test_main_face_mode_is_unchanged(scene_clip, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "o" / "emotions.csv")))
     assert "person" not in rows[0] and summary["results"][0]["people"] == {}
     assert len(rows) == len(media.window_spans(T, 3.0, 1.0))
+
+
+def test_a_person_lost_for_seconds_is_reidentified(face, detector):
+    img, mouth = face
+    actors = [demo.Actor(img, lambda t: (150, 200), (200, 40, 40), hidden=((2.0, 6.0),), mouth=mouth),
+              demo.Actor(tint(img, 2), lambda t: (470, 260), (40, 40, 200), mouth=mouth)]
+    sc = demo.Scene(actors)
+    tracker = PeopleTracker()
+    before, after = set(), set()
+    for t in np.arange(0, 8, 1 / FPS):
+        frame = sc(t)
+        tracker.update(t, detector(frame), frame)
+        for pid, actor in matches(sc, t, tracker.at(t)).items():
+            if actor == 0:
+                (before if t < 2 else after).add(pid)
+    assert before and before == after   # gone 4 s (> LOST_SECONDS), back under the same id
