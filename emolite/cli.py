@@ -87,7 +87,7 @@ def cmd_demo(args) -> int:
     clip = make_clip(out / "demo.mp4", seconds=args.seconds)
     print(f"wrote {clip}")
     args.inputs, args.plot, args.window, args.hop, args.quiet = [str(clip)], True, None, None, False
-    args.out = str(out)
+    args.out, args.people, args.max_people = str(out), False, MAX_PEOPLE
     return cmd_analyze(args)
 
 

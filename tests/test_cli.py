@@ -46,3 +46,12 @@ def test_wrong_flag_and_missing_root(tmp_path):
     assert code == 1 and "no such file or folder" in err and "Traceback" not in err
     code, _, err = run_cli("preprocess", "--bogus")
     assert code == 2 and "usage" in err
+
+
+def test_demo_writes_and_analyses_the_example(tmp_path, capsys):
+    """The README's first command: the example clip, its table, CSV/JSON and plot."""
+    assert main(["demo", "-o", str(tmp_path / "d"), "--seconds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "overall:" in out
+    for name in ("demo.mp4", "emotions.csv", "emotions.json", "demo.mp4.png"):
+        assert (tmp_path / "d" / name).stat().st_size > 0
