@@ -256,6 +256,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/emolite-people"))
     ap.add_argument("--no-cost", action="store_true")
+    ap.add_argument("--only-cost", action="store_true", help="add the cost figures to an earlier run's JSON")
     ap.add_argument("--name", default="people")
     args = ap.parse_args()
     common.setup(threads=2)
@@ -264,6 +265,13 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     model = emolite.load_model()
+    if args.only_cost:
+        import json
+
+        out = json.loads((common.RESULTS / f"{args.name}.json").read_text())
+        out["cost"] = cost(model, args.data, args.work, model.detector)
+        common.emit(args.name, out)
+        return
     clips, t0 = [], time.time()
     for i in range(args.first, args.first + args.clips):
         n = 2 + i % 3
