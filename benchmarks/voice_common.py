@@ -9,9 +9,12 @@
   (`emolite.load_model(ckpt).predict(audio=)`: voice activity, the model's 3-s windows at a
   1-s hop over the whole utterance, mean of the window probabilities) and openSMILE
   ComParE_2016 functionals of the whole utterance for the SVM; cached in the work dir.
-- `svm_fit`: StandardScaler + linear SVC (class-balanced) at a fixed C (the issue's 0.01).
-- `label_scores`: UAR / accuracy / macro F1 of a file-level answer, optionally with classes left
-  out of both the data and the model's choices (RAVDESS 7 classes from the 8-class models).
+- `score_many` / `window_probs`: several checkpoints on the same clean files (cross-corpus),
+  the windows and voice-activity decisions made once; identical to `predict(audio=)`.
+- `svm_fit` / `svm_labels`: StandardScaler + linear SVC (class-balanced) at a fixed C (the
+  issue's 0.01); answers optionally restricted to some classes (one-vs-rest decision values).
+- `label_of`, `summary`: file-level answers (optionally restricted to some classes, e.g.
+  RAVDESS 7 classes from the 8-class models) and fold summaries with a no-voice column.
 
 A file whose every window voice activity rejects gets no label from `predict`; it counts as
 wrong here ("(no voice)"), as it would for a user.
