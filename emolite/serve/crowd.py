@@ -29,6 +29,7 @@ from ..features import Features, people_features, usable
 from ..inference import Prediction
 from ..people import MAX_PEOPLE, PeopleTracker, speaker
 from ..spec import InputSpec
+from . import protocol as P
 
 MAIN_IOU = 0.5   # a person whose box overlaps the main face this much in a frame is the main face there
 
@@ -62,8 +63,6 @@ class Crowd:
     def eligible(self, faces: list[Face]) -> list[Face]:
         return faces
 
-    def client_box(self, box: np.ndarray) -> list[float]:
-        return [round(float(v) / self.scale, 1) for v in box]
 
 
 class LivePeople:
@@ -135,7 +134,7 @@ def infer_one(model, spec: InputSpec, feats: Features, fps: float | None, crowd:
         p = main_person(feats, found)
         if p is not None:
             box = last_box(found[p])
-            people.append((p, None if box is None else crowd.client_box(box), pred,
+            people.append((p, P.client_box(box, crowd.scale), pred,
                            usable(feats, model.modalities)["audio"]))
     return PeopleResult(pred, people, None, p)
 
@@ -180,7 +179,7 @@ def infer_people(model, spec: InputSpec, feats: Features, fps: float | None, cro
     people = []
     for p, pred in zip(order, preds):
         box = last_box(found[p])
-        people.append((p, None if box is None else crowd.client_box(box), pred, p == who))
+        people.append((p, P.client_box(box, crowd.scale), pred, p == who))
     voice_alone = preds[len(order)] if who is None and voice else None
     main_pred = preds[-1] if main is None else preds[order.index(main)]
     return PeopleResult(main_pred, people, voice_alone, main)

@@ -374,6 +374,12 @@ def label_fields(label: dict | None) -> dict:
     return {**{k: (label or {}).get(k) for k in keys}, "label_frame_id": label["frame_id"] if label else None}
 
 
+def client_box(box, scale: float) -> list[float] | None:
+    """A box in analysed-frame pixels -> the client's frame pixels (frames are analysed at
+    `scale` × the client's size), rounded as sent; None stays None."""
+    return None if box is None else [round(float(v) / scale, 1) for v in box]
+
+
 def person(pid: int, box: list[float] | None, label: dict | None, speaker: bool) -> dict:
     """One tracked person as sent: id, box (client px) and their latest label (None before it)."""
     return {"id": int(pid), "box": box, **{k: (label or {}).get(k) for k in ("label", "confidence", "probs")},

@@ -145,7 +145,7 @@ def infer(model: EmotionModel, settings: LiveSettings, work: ModelWork) -> tuple
     return out, (time.perf_counter() - t) * 1000
 
 
-def label_fields(pred: Prediction) -> dict:
+def prediction_fields(pred: Prediction) -> dict:
     """A prediction as sent: label, confidence, probs (4 decimals; None when there was no label)."""
     r = lambda v: None if v is None else round(v, 4)  # noqa: E731
     return {"label": pred.label, "confidence": r(pred.confidence), "probs": {c: r(v) for c, v in pred.probs.items()}}
@@ -241,16 +241,16 @@ class Session:
         """Keep a finished model run as this client's latest label (sent with every answer):
         the main face's, each person's (id, box, prediction, speaker), which of them is the main
         face, and the voice's own."""
-        self.label = {**label_fields(pred), "frame_id": frame_id, "model_ms": round(model_ms, 1), "main_person": main_id,
-                      "people": [P.person(p, box, label_fields(pr), spoke) for p, box, pr, spoke in people],
-                      "voice_alone": None if voice_alone is None else label_fields(voice_alone)}
+        self.label = {**prediction_fields(pred), "frame_id": frame_id, "model_ms": round(model_ms, 1), "main_person": main_id,
+                      "people": [P.person(p, box, prediction_fields(pr), spoke) for p, box, pr, spoke in people],
+                      "voice_alone": None if voice_alone is None else prediction_fields(voice_alone)}
         self.stats["labels"] += 1
         return self.label
 
     def people_now(self, newest: dict, scale: float) -> list[dict]:
         """Every person in the newest frame: its box (client px) and its latest label, if any yet."""
         labels = {e["id"]: e for e in (self.label or {}).get("people", [])}
-        return [P.person(p, [round(float(v) / scale, 1) for v in f.box], labels.get(p),
+        return [P.person(p, P.client_box(f.box, scale), labels.get(p),
                          bool(labels.get(p, {}).get("speaker"))) for p, f in sorted(newest.items())]
 
     # ---- frame worker side: the window, the face, the answer
@@ -342,7 +342,7 @@ class Session:
         t2 = time.perf_counter()
         timings = {"queue_ms": P.ms(t0 - job.received), "decode_ms": P.ms(t1 - t0), "detect_ms": P.ms(t2 - t1),
                    "model_ms": self.label["model_ms"] if self.label else 0.0}
-        out = P.prediction(job.frame_id, job.t, None if box is None else [round(float(v) / scale, 1) for v in box],
+        out = P.prediction(job.frame_id, job.t, P.client_box(box, scale),
                            job.size if job.data is not None else None, self.label, bool(feats.has_audio),
                            self.stats["dropped"], timings, self.people_now(newest, scale),
                            (self.label or {}).get("voice_alone"))
