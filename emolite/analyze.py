@@ -187,10 +187,11 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
                 add(w, window_features(w, model.detector if use_video else None, detect_every=detect_every, **kw))
             else:   # every frame detected: people move between the few frames a window samples
                 found, motion, nobody = people_features(w, model.detector, tracker, detect_every=1, **kw)
-                who = speaker(motion, usable(nobody, model.modalities)["audio"])
+                voice = usable(nobody, model.modalities)["audio"]
+                who = speaker(motion, voice)
                 for person, feats in found.items():
                     add(w, feats, person, person == who)
-                if who is None and (not found or usable(nobody, model.modalities)["audio"]):
+                if who is None and (not found or voice):
                     add(w, nobody, voice_alone=bool(found))
                 tracker.forget_before(w.start + hop)
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
