@@ -1,4 +1,5 @@
-"""On-the-fly augmentation of one clip: audio (gain, noise, pitch, time shift) and frames
+"""On-the-fly augmentation of one clip: audio (gain, noise, pitch, time shift, reverberation,
+band-limiting codec) and frames
 (random resized crop, horizontal flip, colour jitter). numpy (+ OpenCV resize) only.
 
 Every function takes an explicit `np.random.Generator`, so a sample's augmentation is a pure
@@ -22,6 +23,9 @@ AUGMENT_DEFAULTS = {
     "noise": True, "noise_snr_db": 15.0,          # SNR drawn from [snr, snr + 25] dB
     "pitch": True, "pitch_semitones": 2.0, "pitch_method": "resample",   # resample | librosa
     "time_shift": True, "time_shift_s": 0.25,
+    "reverb": False, "reverb_rt60": 0.9,          # synthetic room, RT60 drawn from [0.15, rt60] s
+    "codec": False,                               # telephone band / 8-bit mu-law / 4-kHz low-pass
+    "mixup": 0.0,                                 # Beta(a, a) mixup of whole batches in training; 0 = off
     "crop": True, "crop_scale": 0.8,              # random resized crop keeping >= scale of the area
     "flip": True,
     "jitter": True, "jitter_strength": 0.3,       # brightness / contrast / saturation
@@ -84,6 +88,44 @@ def time_shift(wav: np.ndarray, rng: np.random.Generator, max_s: float) -> np.nd
     return out
 
 
+def reverb(wav: np.ndarray, rng: np.random.Generator, max_rt60: float) -> np.ndarray:
+    """A synthetic room: the dry signal convolved with exponentially decaying noise (RT60 drawn
+    from [0.15, max_rt60] s) after a 1-10 ms direct path, mixed at a random direct-to-reverberant
+    ratio; the level is kept. A statistical room model: no geometry, ~1 ms per second of audio."""
+    from scipy.signal import fftconvolve
+
+    if wav.size < 2:
+        return wav
+    rt60 = rng.uniform(0.15, max(0.15, max_rt60))
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = (rng.normal(0.0, 1.0, n) * np.exp(-6.9078 * t / rt60)).astype(np.float32)   # -60 dB at rt60
+    tail[: int(rng.uniform(0.001, 0.01) * SAMPLE_RATE)] = 0.0
+    tail /= np.sqrt(np.sum(tail ** 2)) + 1e-9
+    wet = fftconvolve(wav, tail)[: wav.size]
+    drr = 10 ** (rng.uniform(-3.0, 10.0) / 20)                      # direct-to-reverberant, dB
+    out = drr * wav + wet
+    return (out * (np.sqrt(np.mean(wav ** 2)) / (np.sqrt(np.mean(out ** 2)) + 1e-9))).astype(np.float32)
+
+
+def codec(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a phone line, a cheap codec or a band-limited stream leaves of the voice: one of
+    telephone band (300-3400 Hz), 8-bit mu-law, or a 4-kHz low-pass."""
+    from scipy.signal import butter, sosfilt
+
+    kind = int(rng.integers(3))
+    if kind == 0:
+        sos = butter(6, (300, 3400), btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    elif kind == 1:
+        mu = 255.0
+        y = np.sign(wav) * np.log1p(mu * np.minimum(np.abs(wav), 1.0)) / np.log1p(mu)
+        y = np.round((y + 1) / 2 * mu) / mu * 2 - 1
+        return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+    else:
+        sos = butter(8, 4000, btype="lowpass", fs=SAMPLE_RATE, output="sos")
+    return sosfilt(sos, wav).astype(np.float32)
+
+
 def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
     """Cut or zero-pad audio to exactly n samples (model inputs have a fixed length)."""
     if wav.size >= n:
@@ -102,6 +144,10 @@ def augment_audio(wav: np.ndarray, rng: np.random.Generator, cfg: dict | None = 
         wav = pitch_shift(wav, rng, c["pitch_semitones"], c["pitch_method"])
     if c["time_shift"] and rng.random() < p:
         wav = time_shift(wav, rng, c["time_shift_s"])
+    if c["reverb"] and rng.random() < p:
+        wav = reverb(wav, rng, c["reverb_rt60"])
+    if c["codec"] and rng.random() < p:
+        wav = codec(wav, rng)
     if c["gain"] and rng.random() < p:
         wav = gain(wav, rng, c["gain_db"])
     if c["noise"] and rng.random() < p:

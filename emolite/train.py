@@ -156,6 +156,17 @@ def _lightning():
     return pl
 
 
+def mixup(x: dict, alpha: float) -> tuple[dict, float, torch.Tensor]:
+    """Mixup (Zhang et al. 2018) of a model-input batch with a shuffled copy of itself: float
+    inputs mixed by lam ~ Beta(alpha, alpha), masks or-ed (a modality present in either sample is
+    present in the mix). Draws from torch's RNG, which is seeded per step (exact after resume)."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    first = next(iter(x.values()))
+    perm = torch.randperm(first.shape[0], device=first.device)
+    out = {k: (v | v[perm]) if v.dtype == torch.bool else lam * v + (1 - lam) * v[perm] for k, v in x.items()}
+    return out, lam, perm
+
+
 def make_module(cfg: dict, model: torch.nn.Module, classes: list[str], weights: torch.Tensor | None,
                 train_loader: ResumableLoader | None = None):
     """The LightningModule (built lazily so importing emolite.train does not import Lightning)."""
@@ -182,8 +193,14 @@ def make_module(cfg: dict, model: torch.nn.Module, classes: list[str], weights: 
             torch.manual_seed((seed * 1_000_003 + self.global_step * 997 + self.global_rank) % (2 ** 63))
 
         def training_step(self, batch, batch_idx):
-            out = self(batch)
-            loss = self.loss_fn(out, batch["y"])
+            alpha = float(self.cfg["augment"]["mixup"]) if self.cfg["augment"]["enabled"] else 0.0
+            if alpha > 0 and not self.regression:
+                x, lam, perm = mixup(model_inputs(batch), alpha)
+                out = self.model(x)
+                loss = lam * self.loss_fn(out, batch["y"]) + (1 - lam) * self.loss_fn(out, batch["y"][perm])
+            else:
+                out = self(batch)
+                loss = self.loss_fn(out, batch["y"])
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
             return loss
 

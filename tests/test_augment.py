@@ -92,3 +92,39 @@ def test_frames_ops():
     out = A.augment_frames(same, np.random.default_rng(5), {"prob": 1.0})
     assert all(np.array_equal(out[0], o) for o in out)
     assert A.augment_frames(f[:0], np.random.default_rng(0), {"prob": 1.0}).shape == (0, 32, 32, 3)
+
+
+def test_reverb_spreads_a_click_and_keeps_length_and_level():
+    click = np.zeros(SR, np.float32)
+    click[100] = 1.0
+    out = A.reverb(click, np.random.default_rng(0), 0.9)
+    assert out.shape == click.shape and out.dtype == np.float32
+    assert np.isclose(np.sqrt(np.mean(out ** 2)), np.sqrt(np.mean(click ** 2)), rtol=1e-3)
+    assert np.abs(out[2000:]).sum() > 0.05 * np.abs(out).sum()     # energy after the click: a tail
+    assert np.array_equal(A.reverb(click, np.random.default_rng(0), 0.9), out)
+
+
+def test_codec_is_one_of_three_band_or_quantisation_losses():
+    low, high = tone(100.0), tone(6000.0)
+    kinds = set()
+    for seed in range(12):
+        lo, hi = A.codec(low, np.random.default_rng(seed)), A.codec(high, np.random.default_rng(seed))
+        assert lo.shape == low.shape and lo.dtype == np.float32
+        lo_kept, hi_kept = np.std(lo[4000:]) / np.std(low), np.std(hi[4000:]) / np.std(high)
+        if lo_kept < 0.2:
+            kinds.add("telephone")                 # 100 Hz removed (and 6 kHz too)
+            assert hi_kept < 0.2
+        elif hi_kept < 0.2:
+            kinds.add("low-pass")                  # 6 kHz removed, 100 Hz kept
+        else:
+            kinds.add("mu-law")                    # both kept, quantised
+            assert np.abs(lo - low).max() > 0 and np.abs(lo - low).max() < 0.05
+    assert kinds == {"telephone", "low-pass", "mu-law"}
+
+
+def test_reverb_and_codec_are_off_by_default_and_used_when_asked():
+    w = tone()
+    only = {k: False for k in ("gain", "noise", "pitch", "time_shift")}
+    assert np.array_equal(A.augment_audio(w, np.random.default_rng(0), {**only, "prob": 1.0}), w)
+    out = A.augment_audio(w, np.random.default_rng(0), {**only, "prob": 1.0, "reverb": True, "codec": True})
+    assert out.shape == w.shape and not np.array_equal(out, w)

@@ -215,3 +215,18 @@ def test_keep_last_runs_the_whole_schedule(syn_cache, tmp_path):
                'optim.mode="min"', "optim.epochs=3")   # a rising monitor counts as "worse": stopping would fire
     train.run(cfg)
     assert _state(tmp_path / "sched" / "checkpoints" / "last.ckpt")["epoch"] == 2   # 0-based: all 3 ran
+
+
+def test_mixup_mixes_inputs_and_ors_masks():
+    torch.manual_seed(0)
+    x = {"audio": torch.stack([torch.zeros(8), torch.ones(8)]), "audio_mask": torch.tensor([True, False])}
+    out, lam, perm = train.mixup(x, 0.4)
+    assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1]
+    assert torch.allclose(out["audio"], lam * x["audio"] + (1 - lam) * x["audio"][perm])
+    assert out["audio_mask"].tolist() == (x["audio_mask"] | x["audio_mask"][perm]).tolist()
+
+
+def test_training_with_mixup_runs(syn_cache, tmp_path):
+    torch.set_num_threads(1)
+    res = train.run(_cfg(syn_cache, tmp_path, "mix", "augment.mixup=0.4", "optim.epochs=1"))
+    assert res["global_step"] == 5 and 0.0 <= res["val/uar"] <= 1.0
