@@ -179,6 +179,9 @@ def train(args, data: dict) -> dict:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     x, y, src = data["train"]
+    if args.exclude:   # e.g. a pretrain that never sees CK+ (benchmarks/ckplus_folds.py)
+        k = ~np.isin(src, args.exclude.split(","))
+        x, y, src = x[k], y[k], src[k]
     if args.subset < 1.0:
         k = rng.permutation(len(x))[: int(len(x) * args.subset)]
         x, y, src = x[k], y[k], src[k]
@@ -245,7 +248,7 @@ def train(args, data: dict) -> dict:
         log.flush()
         print(json.dumps(row), flush=True)
         acc = res["dev/fer2013"]["acc"]
-        meta = {"classes": list(EMOTIONS), "dataset": "fer2013+faces_mux+ckplus48", "epoch": ep + 1, "init": args.init,
+        meta = {"classes": list(EMOTIONS), "dataset": "+".join(sorted(set(src))), "epoch": ep + 1, "init": args.init,
                 "train_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
         model.net = net.to(memory_format=torch.contiguous_format)
         if acc > best:
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--margin", type=float, default=0.0, help="crop margin the model will be used with")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--subset", type=float, default=1.0, help="fraction of the training images (pilots)")
+    ap.add_argument("--exclude", default="", help="comma-separated sources left out of training, e.g. ckplus48")
     ap.add_argument("--width", type=int, default=24)
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--dropout", type=float, default=0.3)
