@@ -248,7 +248,7 @@ def train(args, data: dict) -> dict:
         log.flush()
         print(json.dumps(row), flush=True)
         acc = res["dev/fer2013"]["acc"]
-        meta = {"classes": list(EMOTIONS), "dataset": "+".join(sorted(set(src))), "epoch": ep + 1, "init": args.init,
+        meta = {"classes": list(EMOTIONS), "dataset": "+".join(n for n in SOURCES if n in set(src)), "epoch": ep + 1, "init": args.init,
                 "train_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
         model.net = net.to(memory_format=torch.contiguous_format)
         if acc > best:
