@@ -98,14 +98,21 @@ def read_audio(path: str) -> np.ndarray:
 
 
 def corrupt(x: np.ndarray, how: str, seed: int) -> np.ndarray:
-    """White Gaussian noise at an SNR relative to the whole file's power ("snr10"), or a gain
-    change clipped at full scale ("gain-20"); the same seed gives the same noise."""
+    """White Gaussian noise at an SNR relative to the whole file's power ("snr10"), a gain
+    change clipped at full scale ("gain-20"), a synthetic room ("reverb") or the telephone band
+    ("phone"); the same seed gives the same noise and room."""
     if how.startswith("snr"):
         rng = np.random.default_rng([seed, zlib.crc32(how.encode())])
         p = float(np.mean(x.astype(np.float64) ** 2))
         return (x + rng.normal(0, np.sqrt(p / 10 ** (float(how[3:]) / 10)), x.shape)).astype(np.float32)
     if how.startswith("gain"):
         return np.clip(x * 10 ** (float(how[4:]) / 20), -1, 1).astype(np.float32)
+    if how == "reverb":    # a synthetic room (emolite.augment.reverb), RT60 0.15-0.9 s
+        from emolite.augment import reverb
+        return reverb(x, np.random.default_rng([seed, zlib.crc32(how.encode())]), 0.9)
+    if how == "phone":     # telephone band, 300-3400 Hz
+        from scipy.signal import butter, sosfilt
+        return sosfilt(butter(6, (300, 3400), btype="bandpass", fs=16000, output="sos"), x).astype(np.float32)
     assert how == "clean", how
     return x
 
