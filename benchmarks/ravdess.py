@@ -56,6 +56,12 @@ CLASSES7 = [c for c in CLASSES if c != "calm"]
 SHARED = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
 
 
+def speech_rows(data: Path) -> list[dict]:
+    """RAVDESS speech (audio only) through emolite's preprocessing cache, in a fixed order."""
+    _, rows, _ = C.preprocess_cache("ravdess", data / "ravdess" / "speech", "ravdess_speech", {"modality": "audio"})
+    return sorted(rows, key=lambda r: r["key"])
+
+
 def actor_folds(rows: list[dict], k: int = 6, seed: int = 0) -> list[list[str]]:
     from emolite.data import Item
     from emolite.data.splits import speaker_folds
@@ -95,8 +101,7 @@ def main() -> None:
     import numpy as np
 
     t0 = time.time()
-    _, rows, _ = C.preprocess_cache("ravdess", args.data / "ravdess" / "speech", "ravdess_speech", {"modality": "audio"})
-    rows = sorted(rows, key=lambda r: r["key"])
+    rows = speech_rows(args.data)
     folds_actors = actor_folds(rows)
     which = [int(f) for f in args.folds.split(",")] if args.folds else list(range(len(folds_actors)))
     ov = V.recipe(CLASSES, args.epochs, args.seed, args.set)

@@ -43,8 +43,7 @@ def main() -> None:
 
     t0 = time.time()
     _, epochs = V.shipped_settings()
-    _, rows, _ = C.preprocess_cache("ravdess", args.data / "ravdess" / "speech", "ravdess_speech", {"modality": "audio"})
-    rows = sorted(rows, key=lambda r: r["key"])
+    rows = ravdess.speech_rows(args.data)
     folds = ravdess.actor_folds(rows)
     rows = [r for r in rows if any(r["speaker"] in folds[i] for i in FOLDS)]
     y = [r["label"] for r in rows]

@@ -95,8 +95,7 @@ def main() -> None:
     g = np.array([r["speaker"] for r in rows])
     out["emodb_loso_7"] = compare(rows, [g == s for s in speakers], res["probs"], res["X"], emodb.CLASSES)
 
-    _, rows, _ = C.preprocess_cache("ravdess", args.data / "ravdess" / "speech", "ravdess_speech", {"modality": "audio"})
-    rows = sorted(rows, key=lambda r: r["key"])
+    rows = ravdess.speech_rows(args.data)
     folds = ravdess.actor_folds(rows)
     ov = V.recipe(ravdess.CLASSES, epochs, 0)
     ck = {a: str(V.run_dir_of(ov, "ravdess", f"fold{i}") / "best.pt") for i, f in enumerate(folds) for a in f}
