@@ -102,8 +102,8 @@ class FaceCNN(nn.Module):
             conv_relu(2 * w, 4 * w), conv_relu(4 * w, 4 * w), nn.MaxPool2d(2),
             conv_relu(4 * w, 8 * w), conv_relu(8 * w, 8 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(8 * w, num_classes))
-        # channels-last conv weights: 2.7 -> 2.0 ms per face at batch 1 on one CPU thread
-        # (1.7 -> 1.1 in a window's batch of 8); load_state_dict keeps the layout
+        # channels-last conv weights: 2.7 -> 1.9 ms per face at batch 1 on one CPU thread
+        # (1.7 -> 1.2 in a window's batch of 8); load_state_dict keeps the layout
         self.features.to(memory_format=torch.channels_last)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
