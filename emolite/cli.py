@@ -158,11 +158,12 @@ def cmd_serve(args) -> int:
     O.number("--port", args.port, *PORTS, integer=True)
     O.number("--workers", args.workers, *SERVE_WORKERS, integer=True)
     O.optional("--max-sessions", args.max_sessions, *MAX_SESSIONS, integer=True)
+    O.optional("--max-people", args.max_people, 1, MAX_PEOPLE, integer=True)   # the live follower moves at most MAX_PEOPLE
     O.optional("--max-upload-mb", args.max_upload_mb, *MAX_UPLOAD_MB, integer=True)
     O.optional("--max-message-kb", args.max_message_kb, *MAX_MESSAGE_KB, integer=True)
     O.optional("--max-frame-pixels", args.max_frame_pixels, *MAX_FRAME_PIXELS, integer=True)
     O.device(args.device)
-    given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels,
+    given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels, "max_people": args.max_people,
              "max_message": args.max_message_kb and args.max_message_kb << 10,
              "max_upload": args.max_upload_mb and args.max_upload_mb << 20}
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
@@ -256,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu | cuda")
     s.add_argument("--workers", type=int, default=2, help="inference threads (about the number of cores)")
     s.add_argument("--max-sessions", type=int, help="concurrent browser clients (default 16)")
+    s.add_argument("--max-people", type=int, help=f"faces tracked and labelled per client, 1-{MAX_PEOPLE} (default {MAX_PEOPLE})")
     s.add_argument("--max-upload-mb", type=int, help="largest uploaded file (default 50)")
     s.add_argument("--max-message-kb", type=int, help="largest WebSocket message (default 1024)")
     s.add_argument("--max-frame-pixels", type=int, help="largest webcam frame, width x height (default 1280x720)")

@@ -55,3 +55,8 @@ def test_demo_writes_and_analyses_the_example(tmp_path, capsys):
     assert "overall:" in out
     for name in ("demo.mp4", "emotions.csv", "emotions.json", "demo.mp4.png"):
         assert (tmp_path / "d" / name).stat().st_size > 0
+
+
+def test_serve_max_people_is_checked_in_one_line():
+    code, out, err = run_cli("serve", "--max-people", "0")
+    assert code == 2 and "--max-people" in err and "Traceback" not in err

@@ -429,3 +429,11 @@ def test_duration_less_upload_is_refused_by_what_decodes(model, tmp_path):
     with TestClient(create_app(model, S.Limits(max_upload_seconds=1.0)), base_url=LOCAL) as c:
         r = c.post("/predict", files={"file": (f.name, f.read_bytes(), "video/x-matroska")})
     assert r.status_code == 400 and "longer than the limit" in r.json()["detail"]
+
+
+def test_max_people_reaches_the_session_and_hello(model):
+    with TestClient(create_app(model, S.Limits(max_people=2)), base_url=LOCAL) as c:
+        with c.websocket_connect("/ws", headers=host()) as ws:
+            assert hello(ws)["limits"]["max_people"] == 2
+            (session,) = c.app.state.server.sessions.values()
+            assert session.people.max_people == 2 and session.people.tracker.max_people == 2

@@ -285,7 +285,7 @@ class Connection:
             await ws.close(1013)
             return
         s = Session(uuid.uuid4().hex[:8], srv.model.detector, srv.settings, srv.detect_every, srv.model_every,
-                    limits.max_fps, limits.max_message_rate)
+                    limits.max_fps, limits.max_message_rate, max_people=limits.max_people)
         srv.sessions[s.id] = s
         srv.stats["sessions_total"] += 1
         await cls(ws, srv, s).run()

@@ -43,7 +43,8 @@ Server -> client (JSON text):
             latest label; null until their first model run), "speaker": bool (the voice was
             attributed to this person in that run)}
 
-Every face is tracked (up to people.MAX_PEOPLE, the largest first; a face gets an id from its
+Every face is tracked (up to `limits.max_people`, `emolite serve --max-people`, default and most
+people.MAX_PEOPLE, the largest first; a face gets an id from its
 second detection). With at most one person in the window the model runs as it always did: the
 main face plus the voice, and that person's entry repeats that label. With two or more, every
 person's face is labelled in one batched model call and the voice is fused only into the
@@ -81,6 +82,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from .. import media
+from ..people import MAX_PEOPLE
 from ..options import OptionError
 
 SAMPLE_RATE = media.SAMPLE_RATE  # Hz of the PCM clients send: the rate the library decodes files at
@@ -116,6 +118,7 @@ class Limits:
     max_fps: float = MAX_FPS
     max_message_rate: float = MAX_MESSAGE_RATE
     idle_timeout: float = IDLE_TIMEOUT
+    max_people: int = MAX_PEOPLE          # faces tracked and labelled at once per client
 
     @property
     def ws_max_size(self) -> int:
@@ -357,7 +360,8 @@ def hello(session: str, classes: list[str], modalities: list[str], window_s: flo
             "window_s": window_s,
             "limits": {"max_message": limits.max_message, "max_frame_pixels": limits.max_frame_pixels,
                        "max_audio_chunk": limits.max_audio_chunk, "max_fps": limits.max_fps,
-                       "max_message_rate": limits.max_message_rate, "sample_rate": sample_rate}}
+                       "max_message_rate": limits.max_message_rate, "sample_rate": sample_rate,
+                       "max_people": limits.max_people}}
 
 
 def pong(t: object) -> dict:
