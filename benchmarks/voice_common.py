@@ -110,9 +110,9 @@ def corrupt(x: np.ndarray, how: str, seed: int) -> np.ndarray:
     if how == "reverb":    # a synthetic room (emolite.augment.reverb), RT60 0.15-0.9 s
         from emolite.augment import reverb
         return reverb(x, np.random.default_rng([seed, zlib.crc32(how.encode())]), 0.9)
-    if how == "phone":     # telephone band, 300-3400 Hz
-        from scipy.signal import butter, sosfilt
-        return sosfilt(butter(6, (300, 3400), btype="bandpass", fs=16000, output="sos"), x).astype(np.float32)
+    if how == "phone":     # telephone band, 300-3400 Hz (as augment.codec's first kind)
+        from emolite.augment import telephone
+        return telephone(x)
     assert how == "clean", how
     return x
 

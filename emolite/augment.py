@@ -108,6 +108,16 @@ def reverb(wav: np.ndarray, rng: np.random.Generator, max_rt60: float) -> np.nda
     return (out * (np.sqrt(np.mean(wav ** 2)) / (np.sqrt(np.mean(out ** 2)) + 1e-9))).astype(np.float32)
 
 
+TELEPHONE_HZ = (300, 3400)
+
+
+def telephone(wav: np.ndarray) -> np.ndarray:
+    """The telephone band (300-3400 Hz, 6th-order Butterworth band-pass)."""
+    from scipy.signal import butter, sosfilt
+
+    return sosfilt(butter(6, TELEPHONE_HZ, btype="bandpass", fs=SAMPLE_RATE, output="sos"), wav).astype(np.float32)
+
+
 def codec(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """What a phone line, a cheap codec or a band-limited stream leaves of the voice: one of
     telephone band (300-3400 Hz), 8-bit mu-law, or a 4-kHz low-pass."""
@@ -115,15 +125,13 @@ def codec(wav: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
     kind = int(rng.integers(3))
     if kind == 0:
-        sos = butter(6, (300, 3400), btype="bandpass", fs=SAMPLE_RATE, output="sos")
-    elif kind == 1:
+        return telephone(wav)
+    if kind == 1:
         mu = 255.0
         y = np.sign(wav) * np.log1p(mu * np.minimum(np.abs(wav), 1.0)) / np.log1p(mu)
         y = np.round((y + 1) / 2 * mu) / mu * 2 - 1
         return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
-    else:
-        sos = butter(8, 4000, btype="lowpass", fs=SAMPLE_RATE, output="sos")
-    return sosfilt(sos, wav).astype(np.float32)
+    return sosfilt(butter(8, 4000, btype="lowpass", fs=SAMPLE_RATE, output="sos"), wav).astype(np.float32)
 
 
 def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
