@@ -46,10 +46,9 @@ def hog_svm(f: np.ndarray, y: np.ndarray, tr: np.ndarray, dev: np.ndarray, te: n
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
-    def fit(c):
-        return make_pipeline(StandardScaler(), LinearSVC(C=c, class_weight="balanced", max_iter=5000)).fit(f[tr], y[tr])
-    best = max(SVM_CS, key=lambda c: (fit(c).predict(f[dev]) == y[dev]).mean())
-    return fit(best).predict(f[te])
+    fits = [make_pipeline(StandardScaler(), LinearSVC(C=c, class_weight="balanced", max_iter=5000)).fit(f[tr], y[tr])
+            for c in SVM_CS]
+    return max(fits, key=lambda m: (m.predict(f[dev]) == y[dev]).mean()).predict(f[te])
 
 
 def finetune(init: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, dev: np.ndarray, te: np.ndarray,
@@ -105,7 +104,7 @@ def main() -> None:
     from emolite.models import load_checkpoint
 
     t0 = time.time()
-    meta = load_checkpoint(args.pretrained)[1]
+    pretrained, meta = load_checkpoint(args.pretrained)
     if "ckplus48" in str(meta.get("dataset", "")):
         sys.exit(f"{args.pretrained} was trained on CK+ ({meta.get('dataset')}); train one with --exclude ckplus48")
     items, problems = load_dataset("manifest", args.data / "ckplus48" / "labels.csv")
@@ -116,7 +115,7 @@ def main() -> None:
     keep = sorted(set(y.tolist()))
     folds = speaker_folds(items, K, args.seed)
     feats = hog_features(x)
-    zero_shot = train_face.logits_of(load_checkpoint(args.pretrained)[0].net, x)
+    zero_shot = train_face.logits_of(pretrained.net, x)
     zs_pred = np.asarray(keep)[zero_shot[:, keep].argmax(1)]
     y_true, ours, ours7, svm, per_fold = [], [], [], [], []
     for i in range(K):
