@@ -38,6 +38,12 @@ import voice_common as V  # noqa: E402
 CLASSES = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
 
 
+def utterance_rows(data: Path) -> list[dict]:
+    """EmoDB's utterances through emolite's preprocessing cache, in a fixed order."""
+    _, rows, _ = C.preprocess_cache("manifest", data / "emodb" / "labels.csv", "emodb")
+    return sorted(rows, key=lambda r: r["key"])
+
+
 def main() -> None:
     _, shipped_epochs = V.shipped_settings()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,8 +58,7 @@ def main() -> None:
     C.setup(1)
     t0 = time.time()
 
-    _, rows, _ = C.preprocess_cache("manifest", args.data / "emodb" / "labels.csv", "emodb")
-    rows = sorted(rows, key=lambda r: r["key"])
+    rows = utterance_rows(args.data)
     speakers = sorted({r["speaker"] for r in rows})
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(len(speakers)))
     ov = V.recipe(CLASSES, args.epochs, args.seed, args.set)

@@ -197,9 +197,9 @@ def cross_trained(args, rows, X_rav, folds_actors) -> dict:
     first two speakers / RAVDESS fold 0's actors are a logged monitor only, they train too),
     tested on all of the other's; the ComParE SVM on the same files."""
     import numpy as np
+    import emodb as E
 
-    _, emo_rows, _ = C.preprocess_cache("manifest", args.data / "emodb" / "labels.csv", "emodb")
-    emo_rows = sorted(emo_rows, key=lambda r: r["key"])
+    emo_rows = E.utterance_rows(args.data)
     X_emo = V.score_files([r["path"] for r in emo_rows], "clean", None, procs=args.jobs, tag="emodb")["X"]
     emo = [{**r, "speaker": f"emodb_{r['speaker']}"} for r in emo_rows if r["label"] in SHARED]
     rav = [{**r, "speaker": f"ravdess_{r['speaker']}"} for r in rows if r["label"] in SHARED]
@@ -250,16 +250,12 @@ def cross_corpus(args, rows, y, rav_masks, rav_svms, X_rav, rav_ckpts) -> dict:
     import numpy as np
     import emodb as E
 
-    _, emo_rows, _ = C.preprocess_cache("manifest", args.data / "emodb" / "labels.csv", "emodb")
-    emo_rows = sorted(emo_rows, key=lambda r: r["key"])
+    emo_rows = E.utterance_rows(args.data)
     spk = sorted({r["speaker"] for r in emo_rows})
     ov_e = V.recipe(E.CLASSES, args.emodb_epochs, args.seed, args.set)
-    emo_ckpts = []
-    for i in range(len(spk)):
-        d = V.run_dir_of(ov_e, "emodb", f"fold{i}")
-        if not (d / "done.json").exists():
-            raise SystemExit(f"run benchmarks/emodb.py first (with --epochs {args.emodb_epochs}): {d} missing")
-        emo_ckpts.append(str(d / "best.pt"))
+    emo_ckpts = [V.finished_checkpoint(ov_e, "emodb", f"fold{i}",
+                                       f"run benchmarks/emodb.py first (with --epochs {args.emodb_epochs})")
+                 for i in range(len(spk))]
     X_emo = V.score_files([r["path"] for r in emo_rows], "clean", None, procs=args.jobs, tag="emodb")["X"]
     ye = np.array([r["label"] for r in emo_rows])
     ge = np.array([r["speaker"] for r in emo_rows])

@@ -51,10 +51,9 @@ def main() -> None:
            "scoring": "predict(audio=) per file, 8 classes, pooled UAR; no voice = wrong", "variants": {}}
     for name, extra in VARIANTS.items():
         ov = V.recipe(ravdess.CLASSES, epochs, 0, extra)
-        ck = {a: str(V.run_dir_of(ov, "ravdess", f"fold{i}") / "best.pt") for i in FOLDS for a in folds[i]}
-        missing = sorted({c for c in ck.values() if not Path(c).exists()})
-        if missing:
-            sys.exit(f"{missing[0]} is missing: train the variant first (see the usage above)")
+        fold_ck = {i: V.finished_checkpoint(ov, "ravdess", f"fold{i}", "train the variant first (see the usage above)")
+                   for i in FOLDS}
+        ck = {a: fold_ck[i] for i in FOLDS for a in folds[i]}
         row = {}
         for how in CONDITIONS:
             res = V.score_files([r["path"] for r in rows], how, [ck[r["speaker"]] for r in rows], features=False,

@@ -188,6 +188,14 @@ def run_dir_of(overrides: Sequence[str], group: str, name: str) -> Path:
     return C.BENCH / "runs" / group / f"{name}-{C._tag(list(overrides) + [model_cfg])}"
 
 
+def finished_checkpoint(overrides: Sequence[str], group: str, name: str, hint: str) -> str:
+    """best.pt of the finished C.train_eval run with these settings; exits saying `hint` if none."""
+    d = run_dir_of(overrides, group, name)
+    if not (d / "done.json").exists():
+        raise SystemExit(f"{hint}: {d} missing")
+    return str(d / "best.pt")
+
+
 def window_probs(models: list, audio: np.ndarray) -> list:
     """`EmotionModel.predict(audio=)` for several audio models of one InputSpec at once: the
     windows and the voice-activity decisions are made once (they do not depend on the model),

@@ -86,11 +86,10 @@ def main() -> None:
     out = {"benchmark": "voice_speaker_norm", "what": "speaker-level normalisation of our answers / of the "
            "ComParE features, on the folds and cached answers of voice_emodb and voice_ravdess"}
 
-    _, rows, _ = C.preprocess_cache("manifest", args.data / "emodb" / "labels.csv", "emodb")
-    rows = sorted(rows, key=lambda r: r["key"])
+    rows = emodb.utterance_rows(args.data)
     speakers = sorted({r["speaker"] for r in rows})
     ov = V.recipe(emodb.CLASSES, epochs, 0)
-    ck = {s: str(V.run_dir_of(ov, "emodb", f"fold{i}") / "best.pt") for i, s in enumerate(speakers)}
+    ck = {s: V.finished_checkpoint(ov, "emodb", f"fold{i}", "run benchmarks/emodb.py first") for i, s in enumerate(speakers)}
     res = V.score_files([r["path"] for r in rows], "clean", [ck[r["speaker"]] for r in rows], tag="emodb")
     g = np.array([r["speaker"] for r in rows])
     out["emodb_loso_7"] = compare(rows, [g == s for s in speakers], res["probs"], res["X"], emodb.CLASSES)
@@ -98,7 +97,8 @@ def main() -> None:
     rows = ravdess.speech_rows(args.data)
     folds = ravdess.actor_folds(rows)
     ov = V.recipe(ravdess.CLASSES, epochs, 0)
-    ck = {a: str(V.run_dir_of(ov, "ravdess", f"fold{i}") / "best.pt") for i, f in enumerate(folds) for a in f}
+    fold_ck = [V.finished_checkpoint(ov, "ravdess", f"fold{i}", "run benchmarks/ravdess.py first") for i in range(len(folds))]
+    ck = {a: fold_ck[i] for i, f in enumerate(folds) for a in f}
     res = V.score_files([r["path"] for r in rows], "clean", [ck.get(r["speaker"]) for r in rows], tag="ravdess")
     g = np.array([r["speaker"] for r in rows])
     out["ravdess_6fold_8"] = compare(rows, [np.isin(g, f) for f in folds], res["probs"], res["X"], ravdess.CLASSES)
