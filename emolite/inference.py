@@ -52,14 +52,9 @@ class EmotionModel:
 
     @property
     def spec(self) -> InputSpec:
-        """The inputs the model was trained on (metadata "preprocess"; fields an older
-        checkpoint lacks take the defaults)."""
+        """The inputs the model was trained on (metadata "preprocess", checked when the model
+        loaded; fields an older .pt checkpoint lacks take the defaults)."""
         return InputSpec.from_dict(self.meta.get("preprocess"))
-
-    @property
-    def preprocessing(self) -> InputSpec:
-        """Same record as `spec`, kept for code that reads it like a dict (`p["face_size"]`)."""
-        return self.spec
 
     @property
     def frames(self) -> int:
@@ -73,8 +68,14 @@ class EmotionModel:
 
     @property
     def modalities(self) -> list[str]:
-        """The streams the model uses (face, context, audio)."""
-        return list(self.meta.get("model", {}).get("modalities", ["face", "context", "audio"]))
+        """The streams the model uses (face, context, audio), from its typed config."""
+        from .arch import from_dict, modalities_of
+
+        cfg = self.meta.get("model", {})
+        try:
+            return list(modalities_of(from_dict(cfg)))
+        except ValueError:   # a plugin model whose module is not imported here (e.g. ONNX)
+            return list(modalities_of(cfg))
 
     @property
     def detector(self):
@@ -233,59 +234,91 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
         hint = "the package was installed without its model; reinstall emolite" if path == DEFAULT_MODEL \
             else "check the path, or omit --model for the default model"
         raise EmoliteError(f"model file not found; {hint}", path)
+    if not path.is_file():   # a FIFO or a device would block the reader forever
+        raise EmoliteError("not a regular file; give a checkpoint (.pt, .ckpt) or an ONNX file", path)
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise OptionError("--device cuda asked for, but torch sees no CUDA GPU; use --device cpu")
-    if path.suffix.lower() == ".onnx":
-        import onnxruntime as ort
+    model = _load_onnx(path, device, threads) if path.suffix.lower() == ".onnx" else _load_torch(path, device, threads)
+    _probe(model, path)
+    return model
 
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-        try:
-            sess = ort.InferenceSession(str(path), opts, providers=[p for p in providers if p in ort.get_available_providers()])
-        except Exception as e:
-            raise EmoliteError(f"not a loadable ONNX model ({type(e).__name__})", path) from None
-        raw = sess.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
-        if raw is None:
-            raise EmoliteError("ONNX file has no emolite metadata; export it with `emolite export`", path)
-        try:
-            meta = json.loads(raw)
-        except ValueError:
-            raise EmoliteError("ONNX file's emolite metadata is not valid JSON; export it again with "
-                               "`emolite export`", path) from None
-        if not isinstance(meta, dict):
-            raise EmoliteError("ONNX file's emolite metadata is not a mapping; export it again with "
-                               "`emolite export`", path)
-        model = EmotionModel(meta.get("classes"), meta, "onnx", sess, device)
-    else:
-        from .models import load_checkpoint
 
-        if threads:
-            import torch
+def _load_onnx(path: Path, device: str, threads: int | None) -> EmotionModel:
+    import onnxruntime as ort
 
-            torch.set_num_threads(threads)
-        net, meta = load_checkpoint(path, map_location=device)
-        model = EmotionModel(meta.get("classes"), meta, "torch", net.to(device).eval(), device)
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=[p for p in providers if p in ort.get_available_providers()])
+    except Exception as e:   # onnxruntime's own error types for a file it cannot parse
+        raise EmoliteError(f"not a loadable ONNX model ({type(e).__name__})", path) from None
+    raw = sess.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+    if raw is None:
+        raise EmoliteError("ONNX file has no emolite metadata; export it with `emolite export`", path)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise EmoliteError("ONNX file's emolite metadata is not valid JSON; export it again with "
+                           "`emolite export`", path) from None
+    if not isinstance(meta, dict):
+        raise EmoliteError("ONNX file's emolite metadata is not a mapping; export it again with "
+                           "`emolite export`", path)
+    from .models import read_spec
+
+    read_spec(meta, path)
+    return EmotionModel(meta.get("classes"), meta, "onnx", sess, device)
+
+
+def _load_torch(path: Path, device: str, threads: int | None) -> EmotionModel:
+    from .models import load_checkpoint
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    net, meta = load_checkpoint(path, map_location=device)
+    return EmotionModel(meta.get("classes"), meta, "torch", net.to(device).eval(), device)
+
+
+def _probe_errors(backend: str) -> tuple[type, ...]:
+    """What a model that does not take its own record's inputs raises: torch's shape errors
+    (RuntimeError), our input-shape assertions, onnxruntime's input checks (ValueError and its
+    own error types). Anything else (a TypeError, an AttributeError) is a bug, and surfaces."""
+    errors: tuple[type, ...] = (RuntimeError, ValueError, AssertionError, IndexError)
+    if backend != "onnx":
+        return errors
+    try:
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        errors += tuple(getattr(ort_state, n) for n in ("Fail", "InvalidArgument", "InvalidGraph", "NotImplemented",
+                                                         "RuntimeException") if hasattr(ort_state, n))
+    except ImportError:
+        pass
+    return errors
+
+
+def _probe(model: EmotionModel, path: Path) -> None:
+    """One input of the record's shape through the model, so no video is ever blamed for the model."""
     fix = "export it again with `emolite export`" if model.backend == "onnx" else "use the checkpoint train wrote"
     classes = model.classes
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise EmoliteError(f"no list of class names in the model's metadata; {fix}", path)
+    spec = model.spec
+    fs, cs = spec.face_size, spec.context_size
+    probe = I.clip_inputs(np.zeros((1, fs, fs, 3), np.uint8), np.ones(1, bool), np.zeros((1, cs, cs, 3), np.uint8),
+                          np.zeros(spec.sample_rate, np.float32), spec.frames, spec.audio_seconds, True, True,
+                          face_size=fs, context_size=cs)
     try:
-        spec = model.spec
-        fs, cs = spec.face_size, spec.context_size
-        probe = I.clip_inputs(np.zeros((1, fs, fs, 3), np.uint8), np.ones(1, bool), np.zeros((1, cs, cs, 3), np.uint8),
-                              np.zeros(spec.sample_rate, np.float32), spec.frames, spec.audio_seconds, True, True,
-                              face_size=fs, context_size=cs)
         out = np.asarray(model.predict_inputs(I.stack([probe])))
-    except Exception as e:
+    except _probe_errors(model.backend) as e:
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise EmoliteError(f"the model does not take the inputs its metadata describes ({type(e).__name__}: "
                            f"{detail}); {fix}", path) from None
     if out.shape != (1, len(classes)):
         raise EmoliteError(f"the model gives {out.shape[-1] if out.ndim else 0} outputs for {len(classes)} class "
                            f"names; {fix}", path)
-    return model

@@ -20,12 +20,9 @@ from .features import Features, window_features
 from .fsio import atomic_write_bytes
 from .options import choice, number, optional
 from .registry import DATASETS, DETECTORS, lookup
-from .spec import CACHE_FIELDS, InputSpec
+from .spec import CACHE_FIELDS, CROP_SIZES, DETECT_SIDES, MAX_MARGIN, InputSpec
 
 JPEG_QUALITY = 90
-CROP_SIZES = (16, 512)      # px: smallest and largest face/context crop a cache may store
-DETECT_SIDES = (32, 2048)   # px: longest side given to the detector
-MAX_MARGIN = 2.0            # crop side at most 3× the face box
 MAX_WORKERS = 256
 
 

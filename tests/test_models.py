@@ -86,7 +86,7 @@ def test_modality_dropout_keeps_one():
 @pytest.mark.parametrize("name", ["audio", "face", "context"])
 def test_single_modality_models(name):
     m = build_model(name, 3, **TINY).eval()
-    assert list(m.encoders) == [name] and m.cfg["modalities"] == [name]
+    assert list(m.encoders) == [name] and m.cfg.modalities == (name,) and m.cfg.modality_dropout == 0.0
     x = example_batch(2, 2, 0.5)
     with torch.no_grad():
         assert m(x).shape == (2, 3)
@@ -148,6 +148,7 @@ def test_checkpoint_roundtrip(tmp_path):
     assert not list((tmp_path / "sub").glob(".tmp-*"))
     m2, meta = models.load_checkpoint(p)
     assert meta["classes"] == ["a", "b", "c", "d"] and meta["x"] == 1.5 and meta["model"]["fusion"] == "concat"
+    assert m2.cfg == m.cfg and meta["model"]["face"] == {"dim": 32, "width": 8, "hidden": TINY["hidden"]}
     x = example_batch(2, 2, 0.5)
     with torch.no_grad():
         torch.testing.assert_close(m(x), m2(x))
@@ -175,9 +176,6 @@ def test_band_norm_removes_level_and_old_configs_keep_batchnorm(tmp_path):
         torch.testing.assert_close(m({"audio": wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
                                    m({"audio": 3 * wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
                                    rtol=1e-3, atol=1e-3)
-    # a complete config saved before audio_norm existed builds the first release's BatchNorm
-    old = {k: v for k, v in models.model_config("audio").items() if k not in models.LEGACY_DEFAULTS}
-    assert isinstance(build_model(old, 3).encoders["audio"].norm, torch.nn.BatchNorm2d)
     with pytest.raises(EmoliteError, match="audio_norm"):
         build_model("audio", 3, audio_norm="nope")
 

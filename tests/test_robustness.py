@@ -129,13 +129,13 @@ def _ckpt(tmp_path, name, model_name="attention", n=3, classes=("a", "b", "c"), 
     return p
 
 
-def _onnx(tmp_path, name, meta: str | None, outputs: int = 3) -> Path:
+def _onnx(tmp_path, name, meta: str | None, outputs: int = 3, audio_dims=("b", "s")) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
     probs = helper.make_node("Constant", [], ["probs"], value=helper.make_tensor(
         "v", TensorProto.FLOAT, [1, outputs], [1.0 / outputs] * outputs))
-    graph = helper.make_graph([probs], "g", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["b", "s"])],
+    graph = helper.make_graph([probs], "g", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, list(audio_dims))],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, outputs])])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -155,18 +155,22 @@ def _onnx(tmp_path, name, meta: str | None, outputs: int = 3) -> Path:
     ("onnx_no_classes", ["class names", "emolite export"]),
     ("onnx_wrong_classes", ["3 outputs for 7 class names"]),
     ("onnx_wrong_inputs", ["does not take the inputs"]),
+    ("onnx_bad_record", ["damaged input record", "frames=-3"]),
 ])
 def test_model_file_faults_are_one_line_at_load(case, words, tmp_path, clip, capsys):
     seven = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
     path = {
         "class_count": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "num_classes": 7, "classes": seven}),
-        "architecture": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "model": {**m["model"], "name": "audio"}}),
+        "architecture": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {
+            **m, "model": {**m["model"], "face": {**m["model"]["face"], "width": 12}}}),
         "meta_list": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: [m]),
         "classes_not_names": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "classes": {"a": 1}}),
         "onnx_bad_json": lambda: _onnx(tmp_path, "m.onnx", "{not json"),
         "onnx_no_classes": lambda: _onnx(tmp_path, "m.onnx", "{}"),
         "onnx_wrong_classes": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": seven})),
-        "onnx_wrong_inputs": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"], "preprocess": {"frames": -3}})),
+        "onnx_wrong_inputs": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"]}),
+                                           audio_dims=("b", "s", "x")),
+        "onnx_bad_record": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"], "preprocess": {"frames": -3}})),
     }[case]()
     with pytest.raises(EmoliteError) as e:
         load_model(path)

@@ -22,13 +22,12 @@ CUSTOM = {"face_size": 64, "context_size": 48, "margin": 0.4, "align": True, "fp
 def test_record_round_trip_and_old_checkpoints():
     spec = InputSpec(face_size=64, margin=0.4, align=True, detector="whole")
     assert InputSpec.from_dict({**spec.to_dict(), "jpeg_quality": 90, "version": 1}) == spec
-    assert dict(spec)["face_size"] == 64 and spec["detector"] == "whole" and spec.get("nope", 1) == 1
     old = InputSpec.from_dict({"frames": 8, "audio_seconds": 3.0})   # a checkpoint from before the record
     assert (old.frames, old.audio_seconds) == (8, 3.0)
-    assert (old["face_size"], old["detector"], old["margin"], old["align"]) == (112, faces.DETECTOR, faces.MARGIN, False)
+    assert (old.face_size, old.detector, old.margin, old.align) == (112, faces.DETECTOR, faces.MARGIN, False)
     m = load_model()   # the shipped model carries its record: 48-px faces cut at the detector box, 3-s windows
     assert (m.frames, m.seconds, m.spec.window_seconds) == (8, 3.0, 3.0)
-    assert (m.preprocessing["face_size"], m.spec.margin, m.spec.detector) == (48, 0.0, faces.DETECTOR)
+    assert (m.spec.face_size, m.spec.margin, m.spec.detector) == (48, 0.0, faces.DETECTOR)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def custom_model(tmp_path_factory, clip):
 
 def test_train_copies_the_record_into_the_checkpoint(custom_model):
     spec = load_model(custom_model).spec
-    assert spec == InputSpec(frames=4, audio_seconds=1.0, **CUSTOM)
+    assert spec == InputSpec(frames=4, audio_seconds=1.0, window_seconds=1.0, hop_seconds=1.0, **CUSTOM)
 
 
 def test_analyze_and_predict_use_the_record(custom_model, clip, monkeypatch):

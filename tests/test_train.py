@@ -55,7 +55,7 @@ def test_smoke_run_outputs(full_run):
     meta = ck["meta"]
     assert meta["classes"] == res["classes"]
     assert meta["preprocess"]["frames"] == 4 and meta["preprocess"]["audio_seconds"] == 1.0
-    assert meta["model"]["face_dim"] == 32 and "val/f1_weighted" in meta["metrics"]
+    assert meta["model"]["face"]["dim"] == 32 and "val/f1_weighted" in meta["metrics"]
     # the run's config.toml reloads to the same config
     assert config.load_config(run_dir / "config.toml") == cfg
     with pytest.raises(EmoliteError, match="resume"):
@@ -220,7 +220,8 @@ def test_keep_last_runs_the_whole_schedule(syn_cache, tmp_path):
 def test_mixup_mixes_inputs_and_ors_masks():
     torch.manual_seed(0)
     x = {"audio": torch.stack([torch.zeros(8), torch.ones(8)]), "audio_mask": torch.tensor([True, False])}
-    out, lam, perm = train.mixup(x, 0.4)
+    from emolite.lit import mixup
+    out, lam, perm = mixup(x, 0.4)
     assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1]
     assert torch.allclose(out["audio"], lam * x["audio"] + (1 - lam) * x["audio"][perm])
     assert out["audio_mask"].tolist() == (x["audio_mask"] | x["audio_mask"][perm]).tolist()
