@@ -174,6 +174,7 @@ def evaluate(net, data: dict, flip: bool) -> dict:
 
 
 def train(args, data: dict) -> dict:
+    from emolite.arch import FaceCNNConfig
     from emolite.models import build_model, save_checkpoint
 
     torch.manual_seed(args.seed)
@@ -185,9 +186,7 @@ def train(args, data: dict) -> dict:
     if args.subset < 1.0:
         k = rng.permutation(len(x))[: int(len(x) * args.subset)]
         x, y, src = x[k], y[k], src[k]
-    cfg = {"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0, "cnn_width": args.width,
-           "cnn_size": args.size, "dropout": args.dropout}
-    model = build_model(cfg, len(EMOTIONS))
+    model = build_model(FaceCNNConfig(width=args.width, size=args.size, dropout=args.dropout), len(EMOTIONS))
     if args.init:   # continue from an earlier run's weights (a second, lower-rate cycle)
         from emolite.models import load_checkpoint
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from emolite.demo import face_image, make_clip, voice
+from emolite.errors import EmoliteError
 from emolite.inference import audio_windows, load_model
 from emolite.spec import InputSpec
 
@@ -100,3 +101,70 @@ def test_nan_audio_is_cleaned_never_propagated(model, tmp_path):
     assert r.label in model.classes
     assert all(math.isfinite(v) for w in r.windows for v in w.probs.values())
     json.dumps(r.to_dict(), allow_nan=False)   # strict JSON: no bare NaN
+
+
+def _with_meta(checkpoint, tmp_path, name, **changes):
+    import torch
+
+    ck = torch.load(checkpoint, weights_only=True)
+    meta = dict(ck["meta"])
+    for key, value in changes.items():
+        where, field_ = key.split("__")
+        meta[where] = {**(meta.get(where) or {}), field_: value} if field_ else value
+    ck["meta"] = meta
+    torch.save(ck, tmp_path / name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"preprocess__frames": 1e9}, "frames=1000000000 is outside"),
+    ({"preprocess__window_seconds": 0}, "window_seconds=0.0 is outside"),
+    ({"preprocess__hop_seconds": -1}, "hop_seconds=-1.0 is outside"),
+    ({"preprocess__detector": "banana"}, "detector='banana'"),
+    ({"preprocess__face_size": "big"}, "face_size='big'"),
+    ({"preprocess__audio_seconds": float("inf")}, "audio_seconds=inf"),
+    ({"num_classes__": 10 ** 9}, "num_classes=1000000000"),
+    ({"model__fusion_dim": 10 ** 9}, "fusion_dim"),
+])
+def test_a_record_no_input_can_have_is_refused_at_load(changes, words, checkpoint, tmp_path, clip, capsys):
+    """Checked when the model loads (one line naming the model file, exit 1), before any
+    allocation of the record's sizes or a division by its lengths."""
+    import resource
+
+    from emolite.cli import main
+
+    path = _with_meta(checkpoint, tmp_path, "bad.pt", **changes)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["analyze", str(clip), "-q", "--model", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}") and words in err and "\n" not in err, err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 1_000_000   # KiB: no GiB buffer
+
+
+def test_a_model_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path):
+    import os
+    import time
+
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    t = time.time()
+    for p in (fifo, tmp_path):
+        with pytest.raises(EmoliteError, match="not a regular file"):
+            load_model(p)
+    assert time.time() - t < 5
+
+
+def test_the_probe_reports_bad_files_and_lets_bugs_surface(checkpoint, monkeypatch):
+    from emolite import inference
+
+    def shape_error(self, batch):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    monkeypatch.setattr(inference.EmotionModel, "predict_inputs", shape_error)
+    with pytest.raises(EmoliteError, match="does not take the inputs"):
+        load_model(checkpoint)
+
+    def bug(self, batch):
+        raise TypeError("unsupported operand type(s)")   # a library bug, not the model file's fault
+    monkeypatch.setattr(inference.EmotionModel, "predict_inputs", bug)
+    with pytest.raises(TypeError):
+        load_model(checkpoint)

@@ -231,3 +231,49 @@ def test_training_with_mixup_runs(syn_cache, tmp_path):
     torch.set_num_threads(1)
     res = train.run(_cfg(syn_cache, tmp_path, "mix", "augment.mixup=0.4", "optim.epochs=1"))
     assert res["global_step"] == 5 and 0.0 <= res["val/uar"] <= 1.0
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=nan", "optim.lr"), ("optim.lr=-1", "optim.lr"), ("optim.epochs=-1", "optim.epochs"),
+    ("optim.max_steps=0", "optim.max_steps"), ("data.batch_size=0", "data.batch_size"),
+    ("data.frames=1000000000", "data.frames"), ("data.audio_seconds=inf", "data.audio_seconds"),
+    ("optim.weight_decay=-0.1", "optim.weight_decay"), ("model.modality_dropout=1.5", "model.modality_dropout"),
+    ("loss.label_smoothing=1.0", "loss.label_smoothing"), ("augment.prob=2", "augment.prob"),
+    ("trainer.ckpt_every_n_steps=0", "trainer.ckpt_every_n_steps"),
+])
+def test_absurd_training_values_are_one_line_naming_the_key(override, key, tmp_path, capsys):
+    from emolite.cli import main
+    with pytest.raises(EmoliteError, match=key.replace(".", r"\.")):
+        config.load_config(SMOKE, [override])
+    code = main(["train", "--config", str(SMOKE), "--set", override, "--set", f'trainer.out_dir="{tmp_path}"'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and key in err and "\n" not in err, err
+    cfg = config.load_config(SMOKE)
+    section, name = key.split(".")
+    cfg[section][name] = config.parse_value(override.split("=", 1)[1])
+    with pytest.raises(EmoliteError, match=key.replace(".", r"\.")):
+        train.run(cfg)   # a config built in code is checked too
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["random", "malicious", "not_ours"])
+def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, syn_cache, tmp_path):
+    import pickle
+    cfg = _cfg(syn_cache, tmp_path, "bad")
+    last = tmp_path / "bad" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    _Evil.marker = tmp_path / "pwned"
+    if kind == "random":
+        last.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "malicious":
+        torch.save({"state_dict": {}, "emolite": _Evil()}, last)
+    else:
+        torch.save({"weights": torch.zeros(3)}, last)
+    with pytest.raises(EmoliteError, match="cannot resume: the checkpoint is unreadable") as e:
+        train.run(cfg, resume=True)
+    assert str(last) in str(e.value) and "\n" not in str(e.value)
+    assert not _Evil.marker.exists()   # weights_only: nothing in the file ever ran
