@@ -172,6 +172,31 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _add_model_commands(sub) -> None:
+    """train, evaluate and export: the commands that make and convert models."""
+    s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
+    s.add_argument("--config", help="TOML config (see configs/); defaults otherwise")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.fusion=attention")
+    s.add_argument("--init", help="fine-tune from this checkpoint (new head for the new label set)")
+    s.add_argument("--plugin", action="append", help="module or .py file that registers datasets/models/losses")
+    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, F1, UAR, per-class scores, confusion matrix (JSON + PNG)")
+    s.add_argument("--model", required=True, help="checkpoint (.pt)")
+    s.add_argument("--cache", required=True, help="preprocessed cache folder")
+    s.add_argument("--split", default="test", help="test | dev | train | all")
+    s.add_argument("--dataset", help="only this dataset's entries")
+    s.add_argument("-o", "--out", help="output folder (default: beside the checkpoint)")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
+    s.add_argument("--model", help="checkpoint (.pt, or a run's Lightning .ckpt) (default: the packaged model)")
+    s.add_argument("-o", "--out", default="emolite.onnx")
+    s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
+    s.set_defaults(func=cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     p = argparse.ArgumentParser(prog="emolite", description="Multimodal (face + context + voice) emotion recognition.")
@@ -223,27 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")
     s.set_defaults(func=cmd_analyze)
 
-    s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
-    s.add_argument("--config", help="TOML config (see configs/); defaults otherwise")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.fusion=attention")
-    s.add_argument("--init", help="fine-tune from this checkpoint (new head for the new label set)")
-    s.add_argument("--plugin", action="append", help="module or .py file that registers datasets/models/losses")
-    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    s.set_defaults(func=cmd_train)
-
-    s = sub.add_parser("evaluate", help="accuracy, F1, UAR, per-class scores, confusion matrix (JSON + PNG)")
-    s.add_argument("--model", required=True, help="checkpoint (.pt)")
-    s.add_argument("--cache", required=True, help="preprocessed cache folder")
-    s.add_argument("--split", default="test", help="test | dev | train | all")
-    s.add_argument("--dataset", help="only this dataset's entries")
-    s.add_argument("-o", "--out", help="output folder (default: beside the checkpoint)")
-    s.set_defaults(func=cmd_evaluate)
-
-    s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
-    s.add_argument("--model", help="checkpoint (.pt) (default: the packaged model)")
-    s.add_argument("-o", "--out", default="emolite.onnx")
-    s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
-    s.set_defaults(func=cmd_export)
+    _add_model_commands(sub)
 
     s = sub.add_parser("bench", help="params, multiply-adds, ms per clip, analyze x real time (JSON)")
     s.add_argument("--model", help="checkpoint or ONNX (default: the packaged model)")

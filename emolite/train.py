@@ -6,8 +6,10 @@
 
 Run dir (trainer.out_dir/trainer.name): config.toml, checkpoints/{best,last}.ckpt (Lightning,
 resumable), csv/metrics.csv (+ TensorBoard logs when tensorboard is installed), best.pt (the
-emolite checkpoint: weights + classes + model/preprocessing config + metrics), metrics.json,
-and eval_<test split>/ (metrics.json, confusion matrix) when the cache has a test split.
+emolite checkpoint: weights + classes + typed model config + InputSpec + metrics), metrics.json,
+and eval_<test split>/ (metrics.json, confusion matrix) when the cache has a test split. The
+.ckpt files carry the same record (emolite/lit.py), so either file loads with `--model`; the
+InputSpec's window is the length trained on (data.audio_seconds), so analyze and serve cut it.
 
 Hardware (all through [trainer] / `--set trainer.x=...`):
   CPU:                    trainer.accelerator=cpu
