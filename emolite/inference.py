@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ class EmotionModel:
         """Audio seconds per model input."""
         return self.spec.audio_seconds
 
-    @property
+    @cached_property
     def modalities(self) -> list[str]:
         """The streams the model uses (face, context, audio), from its typed config."""
         from .arch import from_dict, modalities_of
