@@ -1,6 +1,6 @@
-"""What the voice benchmarks of issue #12 share (benchmarks/emodb.py, benchmarks/ravdess.py).
+"""What the voice benchmarks of issue #12 share (benchmarks/emodb.py, benchmarks/bench_ravdess.py).
 
-- `recipe`: the shipped voice expert's training settings (scripts/train_default.py
+- `recipe`: the shipped voice expert's training settings (emolite/recipes/default.py
   `train_voice`), with the benchmark's class list, so a row describes what ships.
 - `train_all`: several folds trained at once in worker processes of one thread each (the
   machine has 2 cores; one process per core trains faster than one process on both).
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -33,10 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import common as C  # noqa: E402
+import common as C
 
 NO_VOICE = "(no voice)"
 SVM_C = 0.01
@@ -45,24 +42,19 @@ ROBUST_ORDER = ("clean", "snr10", "snr20", "snr5", "gain+20", "gain-20")   # the
 
 
 def shipped_settings() -> tuple[float, int]:
-    """(audio seconds, epochs) of the shipped voice expert, read from scripts/train_default.py."""
-    import ast
+    """(audio seconds, epochs) of the shipped voice expert (emolite.recipes.default)."""
+    from emolite.recipes import default
 
-    src = (C.REPO / "scripts" / "train_default.py").read_text()
-    consts = {t.id: n.value.value for n in ast.parse(src).body if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    return float(consts["AUDIO_SECONDS"]), int(consts["VOICE_EPOCHS"])
+    return float(default.AUDIO_SECONDS), int(default.VOICE_EPOCHS)
 
 
 def recipe(classes: Sequence[str], epochs: int, seed: int = 0, extra: Sequence[str] = ()) -> list[str]:
-    """train_voice's overrides (model, window, sampler, batch, schedule, augmentation), this
-    benchmark's classes and epochs. Loss, lr, weight decay and the rest are emolite's defaults,
-    as there."""
-    seconds, _ = shipped_settings()
-    return ['model.name="audio"', f"data.classes={json.dumps(list(classes))}", f"data.audio_seconds={seconds}",
-            'data.sampler="weighted"', "data.batch_size=32", f"optim.epochs={epochs}", 'optim.keep="last"',
-            'optim.monitor="val/uar"', "augment.noise_snr_db=5.0", "augment.gain_db=20.0", f"trainer.seed={seed}",
-            *extra]
+    """The shipped voice expert's emolite.train overrides (`default.voice_overrides`: model,
+    window, sampler, batch, schedule, augmentation) with this benchmark's classes, epochs and
+    seed. Loss, lr, weight decay and the rest are emolite's defaults, as there."""
+    from emolite.recipes import default
+
+    return [*default.voice_overrides(classes, epochs), f"trainer.seed={seed}", *extra]
 
 
 # ----------------------------------------------------------------------------- training

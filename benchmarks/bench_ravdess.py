@@ -4,12 +4,12 @@ cross-corpus on the six shared classes (anger, disgust, fear, happiness, neutral
 the same folds' test audio with white noise at 20 / 10 / 5 dB SNR and ±20 dB gain.
 
     python benchmarks/emodb.py ../shared/data                       # first: its fold models are used cross-corpus
-    python benchmarks/ravdess.py ../shared/data [--epochs 30] [--jobs 2] [--parts folds,cross,robust] [--name voice_ravdess]
-    python benchmarks/ravdess.py ../shared/data --parts cross_trained [--cross-epochs N] --name voice_cross_trained
+    python benchmarks/bench_ravdess.py ../shared/data [--epochs 30] [--jobs 2] [--parts folds,cross,robust] [--name voice_ravdess]
+    python benchmarks/bench_ravdess.py ../shared/data --parts cross_trained [--cross-epochs N] --name voice_cross_trained
 
 Folds: emolite.data.splits.speaker_folds(k=6, seed 0, balanced by sex): 3 actors per fold.
 Fold i: test = fold i; both systems train on the 15 other actors.
-Ours: scripts/train_default.py's voice recipe (`audio` model, band-normalised log-mel
+Ours: emolite/recipes/default.py's voice recipe (`audio` model, band-normalised log-mel
 CNN-LSTM, 3-s input, weighted sampler, batch 32, fixed epochs with the final weights kept, noise
 5-30 dB SNR and gain ±20 dB augmentation), 8 classes; fold i+1 is only a logged validation
 monitor (it trains too). Preprocessing stores each file whole; training takes a random 3-s
@@ -42,14 +42,12 @@ EmoDB) are in docs/results/ravdess.json, ravdess_e40.json, ravdess_v1.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 CLASSES = ["anger", "calm", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 CLASSES7 = [c for c in CLASSES if c != "calm"]
