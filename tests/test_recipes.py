@@ -106,3 +106,19 @@ def test_train_face_alone(data_tree, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "face" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and 0.0 <= log[-1]["dev/fer2013"]["f1"] <= 1.0
     assert (tmp_path / "face" / "best.pt").exists() and (tmp_path / "crops_m0.npz").exists()
+
+
+def test_smoke_config_cache_command(tmp_path):
+    """configs/smoke.toml's first line, `python tests/synthetic.py cache/smoke`, writes the cache it reads."""
+    import tomllib
+
+    from emolite import cache
+
+    root = Path(__file__).resolve().parents[1]
+    assert "python tests/synthetic.py cache/smoke" in (root / "configs" / "smoke.toml").read_text()
+    assert tomllib.loads((root / "configs" / "smoke.toml").read_text())["data"]["cache_dir"] == "cache/smoke"
+    r = subprocess.run([sys.executable, str(root / "tests" / "synthetic.py"), "cache/smoke"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = cache.read_index(tmp_path / "cache" / "smoke")
+    assert len(rows) == 3 * (8 + 3 + 3) and {r["split"] for r in rows} == {"train", "dev", "test"}
