@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("data", type=Path)
     ap.add_argument("--model", required=True, help="a face_cnn checkpoint (emolite/recipes/face.py)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/emolite-face"))
+    ap.add_argument("--name", default="face_frames", help="docs/results/<name>.json")
     args = ap.parse_args()
     common.setup(threads=2)
     from emolite.models import load_checkpoint
@@ -83,7 +84,7 @@ def main() -> None:
     rules[f"the model's own rule (FrameFaceModel, sharp_frac={model.sharp_frac})"] = torch.cat(zs).numpy()
     out = {"what": __doc__.split("\n")[0], "faces": int(len(y)), "frames": FRAMES, "faulty_frames": FAULTY,
            "rules": {k: train_face.scores(v, y) for k, v in rules.items()}}
-    common.emit("face_frames", out)
+    common.emit(args.name, out)
 
 
 if __name__ == "__main__":

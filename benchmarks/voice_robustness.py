@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--cache", required=True, help="the voice cache config folder of emolite/recipes/default.py")
     ap.add_argument("--model", default=None)
     ap.add_argument("--split", default="test")
+    ap.add_argument("--name", default="voice_robustness", help="docs/results/<name>.json")
     args = ap.parse_args()
     common.setup(threads=2)
     import emolite
@@ -52,7 +53,7 @@ def main() -> None:
         common.log(how, res["uar"], res["accuracy"], res["no_voice"])
     clean = out["conditions"]["clean"]["uar"]
     out["uar_drop_points"] = {k: round(100 * (clean - v["uar"]), 1) for k, v in out["conditions"].items()}
-    common.emit("voice_robustness", out)
+    common.emit(args.name, out)
 
 
 if __name__ == "__main__":

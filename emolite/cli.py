@@ -269,10 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another page origin allowed to use the server (e.g. https://example.org); repeatable")
     s.add_argument("--idle-timeout", type=float, help="seconds a silent WebSocket client keeps its slot (default 30)")
     s.set_defaults(func=cmd_serve)
-
-    for name, (_, text) in RECIPES.items():   # listed for --help; main() hands their options to run_recipe
-        sub.add_parser(name, help=text + f" (options: emolite {name} --help)", add_help=False)
+    _add_recipes(sub)
     return p
+
+
+def _add_recipes(sub) -> None:
+    """The recipe commands, listed for --help; main() hands their options to run_recipe."""
+    for name, (_, text) in RECIPES.items():
+        sub.add_parser(name, help=text + f" (options: emolite {name} --help)", add_help=False)
 
 
 def run_recipe(command: str, argv: list[str]) -> int:

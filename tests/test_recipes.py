@@ -122,3 +122,14 @@ def test_smoke_config_cache_command(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     rows = cache.read_index(tmp_path / "cache" / "smoke")
     assert len(rows) == 3 * (8 + 3 + 3) and {r["split"] for r in rows} == {"train", "dev", "test"}
+
+
+def test_recipe_commands_in_the_cli(tmp_path, capsys):
+    from emolite.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train-face", "--help"])
+    assert e.value.code == 0 and "--exclude" in capsys.readouterr().out   # the recipe's own options
+    assert main(["train-default", str(tmp_path / "nowhere"), "--stage", "face", "--work", str(tmp_path / "w")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "fer2013" in err[0]   # one line, no traceback
