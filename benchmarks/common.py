@@ -6,8 +6,10 @@
   the shared entries, with `split` rewritten), so k folds need one preprocessing pass.
 - `train_eval`: emolite.train.run on a view + the test predictions; a finished run with the
   same settings is reused, so a killed benchmark resumes where it stopped.
-- `smile_features` / `svm_fit_predict`: openSMILE functionals (cached under the work dir) and
-  a standardised linear SVM whose C is chosen by inner speaker-grouped CV.
+- `smile_features` / `svm_fit_predict` / `svm_fit` + `svm_labels`: the SVM baselines:
+  openSMILE functionals (cached under the work dir) and a standardised linear SVM whose C is
+  chosen by inner speaker-grouped CV, or fixed (SVM_C); answers optionally restricted to some
+  classes (one-vs-rest decision values).
 - `scores`, `fold_summary`: emolite.metrics' scores (the package's one rule for classes absent
   from the truth), mean/pooled fold summaries.
 - `median_ms`: the one timing method (median of REPEATS timed repeats after a warm-up).
@@ -347,6 +349,30 @@ def svm_fit_predict(X_tr: np.ndarray, y_tr: Sequence[str], groups_tr: Sequence[s
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(json.dumps({"pred": pred, "C": c}))
     return pred, c
+
+SVM_C = 0.01   # issue #12's fixed C for the ComParE baseline
+
+
+def svm_fit(X: np.ndarray, y: Sequence[str], c: float = SVM_C):
+    """StandardScaler + SVC(kernel="linear", class_weight="balanced") at a fixed C = c (the voice
+    benchmarks of issue #12; `svm_fit_predict` chooses C by inner CV instead)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced")).fit(X, list(y))
+
+
+def svm_labels(model, X: np.ndarray, allowed: Sequence[str] | None = None) -> list[str]:
+    """The SVM's answers; with `allowed`, the best-scoring class among those only (one-vs-rest
+    decision values), i.e. the excluded classes cannot be answered."""
+    if allowed is None:
+        return [str(p) for p in model.predict(X)]
+    classes = list(model.classes_)
+    d = model.decision_function(X)
+    cols = [classes.index(c) for c in allowed if c in classes]
+    return [classes[cols[j]] for j in np.argmax(d[:, cols], axis=1)]
+
 
 def zscore(X: np.ndarray) -> np.ndarray:
     """Standardise features on the set itself (per-corpus normalisation for cross-corpus tests)."""

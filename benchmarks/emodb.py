@@ -88,8 +88,8 @@ def main() -> None:
     for i in folds:
         te = g == speakers[i]
         ours.append({"y_true": list(y[te]), "y_pred": [V.label_of(res["probs"][j]) for j in np.flatnonzero(te)]})
-        model = V.svm_fit(X_all[~te], y[~te])
-        svm.append({"y_true": list(y[te]), "y_pred": V.svm_labels(model, X_all[te])})
+        model = C.svm_fit(X_all[~te], y[~te])
+        svm.append({"y_true": list(y[te]), "y_pred": C.svm_labels(model, X_all[te])})
     out["ours"] = {"model": "emolite audio, the shipped voice recipe (emolite/recipes/default.py train_voice)",
                    "overrides": ov, "scoring": "predict(audio=) on the whole file: VAD, 3-s windows, 1-s hop, mean",
                    **V.summary(ours, CLASSES), "epochs_run": [r["result"].get("epochs") for r in runs],
@@ -98,7 +98,7 @@ def main() -> None:
     out["ours_centre_window"] = {"scoring": "emolite evaluate at the end of training: one centred 3-s window",
                                  **C.fold_summary(runs, CLASSES)}
     out["compare_svm"] = {"features": f"openSMILE ComParE_2016 functionals ({X_all.shape[1]}) of the whole utterance",
-                          "classifier": f"StandardScaler + SVC(kernel=linear, C={V.SVM_C}, class_weight=balanced), "
+                          "classifier": f"StandardScaler + SVC(kernel=linear, C={C.SVM_C}, class_weight=balanced), "
                                         "C fixed (issue #12's setting)", **V.summary(svm, CLASSES)}
     o, s = out["ours"], out["compare_svm"]
     out["ours_minus_svm"] = {"uar_pooled": o["pooled"]["uar"] - s["pooled"]["uar"], "uar_mean": o["uar_mean"] - s["uar_mean"],

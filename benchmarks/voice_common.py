@@ -11,8 +11,7 @@
   ComParE_2016 functionals of the whole utterance for the SVM; cached in the work dir.
 - `score_many` / `window_probs`: several checkpoints on the same clean files (cross-corpus),
   the windows and voice-activity decisions made once; identical to `predict(audio=)`.
-- `svm_fit` / `svm_labels`: StandardScaler + linear SVC (class-balanced) at a fixed C (the
-  issue's 0.01); answers optionally restricted to some classes (one-vs-rest decision values).
+- the SVM baseline at a fixed C is `common.svm_fit` / `common.svm_labels`.
 - `label_of`, `summary`: file-level answers (optionally restricted to some classes, e.g.
   RAVDESS 7 classes from the 8-class models) and fold summaries with a no-voice column.
 
@@ -36,7 +35,6 @@ import numpy as np
 import common as C
 
 NO_VOICE = "(no voice)"
-SVM_C = 0.01
 CONDITIONS = ("clean", "snr20", "snr10", "snr5", "gain+20", "gain-20")
 ROBUST_ORDER = ("clean", "snr10", "snr20", "snr5", "gain+20", "gain-20")   # the target row first
 
@@ -251,26 +249,6 @@ def label_of(probs: dict | None, allowed: Sequence[str] | None = None) -> str:
         return NO_VOICE
     keys = [k for k in probs if allowed is None or k in allowed]
     return max(keys, key=lambda k: probs[k])
-
-
-def svm_fit(X: np.ndarray, y: Sequence[str], c: float = SVM_C):
-    """StandardScaler + SVC(kernel="linear", class_weight="balanced") at C = c."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced")).fit(X, list(y))
-
-
-def svm_labels(model, X: np.ndarray, allowed: Sequence[str] | None = None) -> list[str]:
-    """The SVM's answers; with `allowed`, the best-scoring class among those only (one-vs-rest
-    decision values), i.e. the excluded classes cannot be answered."""
-    if allowed is None:
-        return [str(p) for p in model.predict(X)]
-    classes = list(model.classes_)
-    d = model.decision_function(X)
-    cols = [classes.index(c) for c in allowed if c in classes]
-    return [classes[cols[j]] for j in np.argmax(d[:, cols], axis=1)]
 
 
 def summary(folds: list[dict], classes: Sequence[str]) -> dict:

@@ -65,8 +65,8 @@ def compare(rows: list[dict], test_sets: list[np.ndarray], probs: list, X: np.nd
         truth = list(y[idx])
         got["ours"].append({"y_true": truth, "y_pred": [V.label_of(probs[j]) for j in idx]})
         got["ours_speaker_norm"].append({"y_true": truth, "y_pred": [V.label_of(normed[j]) for j in idx]})
-        got["svm"].append({"y_true": truth, "y_pred": V.svm_labels(V.svm_fit(X[~te], y[~te]), X[te])})
-        got["svm_speaker_norm"].append({"y_true": truth, "y_pred": V.svm_labels(V.svm_fit(Z[~te], y[~te]), Z[te])})
+        got["svm"].append({"y_true": truth, "y_pred": C.svm_labels(C.svm_fit(X[~te], y[~te]), X[te])})
+        got["svm_speaker_norm"].append({"y_true": truth, "y_pred": C.svm_labels(C.svm_fit(Z[~te], y[~te]), Z[te])})
     return {k: {kk: v for kk, v in V.summary(f, classes).items() if kk != "confusion_pooled"} for k, f in got.items()}
 
 
