@@ -32,7 +32,7 @@ from .. import metrics as M
 from ..labels import EMOTIONS
 from ..models import build_model, count_params, load_checkpoint, save_checkpoint
 from ..spec import InputSpec
-from . import face as train_face
+from . import face as face_recipe
 from .face import SPLIT
 
 REPO = Path(__file__).resolve().parents[2]   # the checkout (the defaults below write into it)
@@ -58,7 +58,7 @@ WEIGHTS = np.linspace(0.0, 1.0, 21)
 def default_spec() -> InputSpec:
     """What the default model sees: 3-s windows (1-s hop), 48-px face crops at margin 0."""
     return InputSpec(audio_seconds=AUDIO_SECONDS, window_seconds=AUDIO_SECONDS, frames=FRAMES,
-                     face_size=train_face.FACE_SIDE, margin=FACE_MARGIN)
+                     face_size=face_recipe.FACE_SIDE, margin=FACE_MARGIN)
 
 
 def voice_manifest(data: Path, work: Path) -> Path:
@@ -119,11 +119,11 @@ def train_faces(data: Path, work: Path, epochs: int) -> Path:
     FACE_EPOCHS_2 at lr 0.01, then FACE_EPOCHS_3 at lr 0.02 (a warm restart: public_test 0.632 -> 0.646)."""
     common = [str(data), "--work", str(work), "--margin", str(FACE_MARGIN)]
     if not (work / "face" / "summary.json").exists():
-        train_face.main(common + ["--name", "face", "--epochs", str(epochs)])
+        face_recipe.main(common + ["--name", "face", "--epochs", str(epochs)])
     last = "face"
     for name, n, lr in (("face2", FACE_EPOCHS_2, "0.01"), ("face3", FACE_EPOCHS_3, "0.02")):
         if not (work / name / "summary.json").exists():
-            train_face.main(common + ["--name", name, "--epochs", str(n), "--lr", lr,
+            face_recipe.main(common + ["--name", name, "--epochs", str(n), "--lr", lr,
                                       "--init", str(work / last / "best.pt")])
         last = name
     return work / last / "best.pt"
@@ -148,7 +148,7 @@ def voice_log_probs(model: torch.nn.Module, cache_dir: str, split: str):
 
 def face_log_probs(model: torch.nn.Module, faces: dict, split: str):
     x, y, src = faces[split]
-    z = train_face.logits_of(model.net, x)
+    z = face_recipe.logits_of(model.net, x)
     return torch.log_softmax(torch.from_numpy(z), -1).numpy(), y, src
 
 
@@ -189,7 +189,7 @@ def metrics(lp: np.ndarray, y: np.ndarray) -> dict:
 def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     face, fmeta = load_checkpoint(face_ckpt)
     voice, vmeta = load_checkpoint(voice_res["best_checkpoint"])
-    faces = train_face.load_data(args.data, args.work, FACE_MARGIN)
+    faces = face_recipe.load_data(args.data, args.work, FACE_MARGIN)
     lf_dev, yf_dev, src_dev = face_log_probs(face, faces, "dev")
     la_dev, ya_dev, _ = voice_log_probs(voice, voice_cache, "dev")
     tf, ta = calibrate(lf_dev, yf_dev), calibrate(la_dev, ya_dev)
