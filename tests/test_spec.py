@@ -97,7 +97,7 @@ def test_files_dataset_loads_in_a_fresh_interpreter(tmp_path, audio_only):
 @pytest.fixture(scope="module")
 def four_second_run(tmp_path_factory):
     """`emolite train` as a new user runs it, on 4-s inputs (data.audio_seconds=4.0), kept tiny."""
-    from emolite.demo import make_synthetic_cache
+    from synthetic import make_synthetic_cache
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("four")
