@@ -43,7 +43,7 @@ def media(tmp_path_factory) -> list[str]:
 
 
 @contextmanager
-def server_on(model):
+def server_on(model, web_model=None):
     """emolite serve's app for `model` under uvicorn in a thread, on a free port."""
     import uvicorn
 
@@ -52,7 +52,7 @@ def server_on(model):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(model), host="127.0.0.1", port=port, log_level="warning",
+    srv = uvicorn.Server(uvicorn.Config(create_app(model, web_model=web_model), host="127.0.0.1", port=port, log_level="warning",
                                         ws_max_size=Limits().ws_max_size, ws_per_message_deflate=False))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()

@@ -117,7 +117,11 @@ async function start() {
   video.srcObject = stream;
   $('stop').disabled = false;
   if (MODE === 'device') {
-    if (!state.live && !(await loadDevice())) { stop(); return; }
+    if (!state.live) {
+      const ok = await (state.loading || loadDevice());
+      state.loading = null;
+      if (!ok) { stop(); return; }
+    }
   } else {
     connect();
   }
@@ -298,6 +302,7 @@ function onPrediction(m) {
 // The model's output for the window ending at frame m.frame_id, sent as soon as it is ready.
 function onLabel(m) {
   state.labels++;
+  if (state.labels === 1) document.body.dataset.firstLabelMs = String(Math.round(performance.now()));  // since page load
   pushLatency(state.labelLat, performance.now() - m.t);
   showLabel(m);
   pushHistory(m.label);
@@ -524,8 +529,5 @@ showMode();
 $('start').addEventListener('click', start);
 $('stop').addEventListener('click', stop);
 $('upload-form').addEventListener('submit', upload);
-if (PARAMS.get('start') === '0') {   // tests and benchmarks: the models only, no camera
-  if (MODE === 'device') loadDevice();
-} else {
-  start();
-}
+if (MODE === 'device') state.loading = loadDevice();   // the models load while the camera starts
+if (PARAMS.get('start') !== '0') start();   // start=0: the models only, no camera (tests, benchmarks)

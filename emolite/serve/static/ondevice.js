@@ -8,7 +8,8 @@
 import * as ort from './ort/ort.wasm.bundle.min.mjs';
 import * as P from './pipeline.js';
 
-const DEVICE_FPS = 10;          // frames analysed per second (at most; a slow device analyses fewer)
+const DEVICE_FPS = 15;          // frames analysed per second (at most; a slow device analyses fewer)
+const VAD_EVERY_MS = 500;       // voice activity of the window is re-checked this often (it changes slowly), not per label
 const FRAME_WIDTH = 320;        // px: frames are downscaled to this width, as server mode sends them
 const MODEL_EVERY = 1;          // run the model on every k-th analysed frame
 const LIVE_FPS = [1, 30];       // the measured frame rate is clipped to this (session.LIVE_FPS)
@@ -208,7 +209,7 @@ export class Live {
     this.sinceModel = 1 << 30;
     this.busy = false;
     this.skipped = 0;
-    this.stats = { frames: 0, labels: 0, detectMs: [], modelMs: [] };
+    this.stats = { frames: 0, labels: 0, detectMs: [], modelMs: [], vadMs: [] };
     this.canvas = document.createElement('canvas');
     this.ctx = this.canvas.getContext('2d', { willReadFrequently: true });
   }
@@ -293,7 +294,16 @@ export class Live {
     const e = this.engine, t1 = performance.now();
     const frames = this.frames.map((f) => f.img), fps = this.frameRate();
     const tracks = frames.length ? this.tracks : [];
-    const voiced = e.modalities.includes('audio') && audio.length > 0 ? await e.voiced(audio) : false;
+    let voiced = false;
+    if (e.modalities.includes('audio') && audio.length > 0) {
+      if (!(t1 - this.vadAt < VAD_EVERY_MS)) {
+        this.vadVoiced = await e.voiced(audio);
+        this.vadAt = t1;
+        push(this.stats.vadMs, performance.now() - t1);
+      }
+      voiced = this.vadVoiced;
+    }
+    const t2 = performance.now();
     const newest = this.frames[this.frames.length - 1];
     const ids = newest ? newest.ids.filter((id) => id !== null) : [];
     let pred, people = [], voiceAlone = null, main = null;
@@ -322,7 +332,7 @@ export class Live {
       pred = e.prediction(probs);
       if (ids.length === 1) { main = ids[0]; people = [{ id: main, box: null, ...pred, speaker: voiced }]; }
     }
-    const modelMs = performance.now() - t1;
+    const modelMs = performance.now() - t2;   // the model (and crops) only; voice activity is vadMs
     push(this.stats.modelMs, modelMs);
     this.stats.labels++;
     this.label = { ...pred, frame_id: frameId, model_ms: ms(modelMs), main_person: main, people, voice_alone: voiceAlone };
