@@ -10,7 +10,7 @@ default model unless --model). For each mode, after the first label and for --se
 - tab_rss_mb: resident memory of the page's renderer process(es) at the end (from /proc);
   server mode also gives the server process's RSS growth (the same Python process as this script).
 
-    python benchmarks/web.py [--seconds 20] [--model ckpt.pt|model.onnx] [--threads 1]
+    python benchmarks/web.py [--seconds 20] [--model ckpt.pt|model.onnx]
 
 Needs Debian's chromium (/usr/bin/chromium) and Playwright. The machine's cores are shared
 with the page, the server and Chromium's own processes.
@@ -136,7 +136,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--threads", type=int, default=1, help="WebAssembly threads in on-device mode")
     args = ap.parse_args()
     os.environ.setdefault("EMOLITE_CACHE", tempfile.mkdtemp(prefix="emolite-bench-"))
     from test_browser import browser_args
@@ -150,9 +149,9 @@ def main() -> None:
     model = load_model(args.model)
     web.graphs(args.model)   # export once before timing: first use is not page load
     res = {"chromium": CHROMIUM, "cores": os.cpu_count(), "clip": f"{W}x{H} at {FPS} fps", "seconds": args.seconds,
-           "model": args.model or "default", "runtime": f"onnxruntime-web {web.RUNTIME_VERSION}", "threads": args.threads}
+           "model": args.model or "default", "runtime": f"onnxruntime-web {web.RUNTIME_VERSION}", "wasm_threads": 1}
     with server_on(model, web_model=args.model or "default") as url:
-        res["on_device"] = run_mode(bargs, f"{url}/?mode=device&threads={args.threads}", args.seconds, True)
+        res["on_device"] = run_mode(bargs, f"{url}/?mode=device", args.seconds, True)
         before = rss_mb(os.getpid())
         res["server"] = run_mode(bargs, f"{url}/", args.seconds, False)
         res["server"]["server_rss_growth_mb"] = round(rss_mb(os.getpid()) - before, 1)

@@ -70,7 +70,6 @@ def test_serve_hands_out_the_runtime_and_graphs(checkpoint):
     with TestClient(create_app(model, web_model=checkpoint), base_url=LOCAL) as c:
         r = c.get("/")
         assert "'wasm-unsafe-eval'" in r.headers["content-security-policy"]
-        assert r.headers["cross-origin-embedder-policy"] == "require-corp"
         r = c.get("/static/ort/ort-wasm-simd-threaded.wasm")
         assert r.status_code == 200 and r.headers["content-type"] == "application/wasm"
         assert r.content[:4] == b"\0asm"

@@ -57,8 +57,6 @@ HTTP_CONNECTIONS = 1024            # uvicorn's connection cap: far above what ha
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
-ISOLATION = {"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp"}
-
 log = logging.getLogger("emolite.serve")
 
 __all__ = ["Limits", "create_app", "serve", "check_upload"]
@@ -190,8 +188,8 @@ def add_guard(app: FastAPI, srv: Server) -> None:
 
 def add_http_routes(app: FastAPI, srv: Server) -> None:
     @app.get("/")
-    async def index():   # cross-origin isolated: the on-device mode may use WebAssembly threads
-        return FileResponse(STATIC / "index.html", headers=ISOLATION)
+    async def index():
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/health")
     async def health(request: Request):

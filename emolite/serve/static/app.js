@@ -493,15 +493,15 @@ async function loadDevice() {
   setStatus('on this device: loading the runtime and the models…');
   try {
     const dev = await import('./ondevice.js');
-    const engine = await dev.load({ threads: Number(PARAMS.get('threads') || 1) });
+    const engine = await dev.load();
     state.classes = engine.classes;
     state.modalities = engine.modalities;
     buildBars(engine.classes);
     state.live = new dev.Live(engine, video, (m) => handlers[m.type](m));
     window.emoliteDevice = { engine, live: state.live, pipeline: await import('./pipeline.js') };
     document.body.dataset.deviceReady = String(Math.round(engine.loadMs));
-    setStatus(`on this device · ${engine.threads} WebAssembly thread${engine.threads > 1 ? 's' : ''} · ` +
-              'nothing leaves this page', 'ok');
+    setStatus(['on this device · 1 WebAssembly thread · nothing leaves this page', ...engine.notes].join(' · '),
+              engine.notes.length ? 'warn' : 'ok');
     return true;
   } catch (e) {
     console.error(e);

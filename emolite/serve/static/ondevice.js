@@ -20,13 +20,14 @@ const r4 = (v) => (v === null ? null : Math.round(v * 1e4) / 1e4);
 
 // ------------------------------------------------------------------ loading
 
-// threads: WebAssembly threads need cross-origin isolation (COOP + COEP headers); without it
-// the runtime uses one thread.
-export async function load({ threads = 1 } = {}) {
+// One WebAssembly thread: threads would need cross-origin isolation (COOP + COEP headers, which
+// a plain static server does not send), and with them this runtime build hung creating its
+// sessions in headless Chromium; one thread is the target the page is sized for.
+export async function load() {
   const t0 = performance.now();
   // only the .wasm's address: the bundle carries its own loader (a prefix would fetch a separate .mjs)
   ort.env.wasm.wasmPaths = { wasm: new URL('./ort/ort-wasm-simd-threaded.wasm', import.meta.url).href };
-  ort.env.wasm.numThreads = threads > 1 && self.crossOriginIsolated ? threads : 1;
+  ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;
   ort.env.logLevel = 'error';
   const fetchBytes = async (name) => {
@@ -46,6 +47,8 @@ export async function load({ threads = 1 } = {}) {
   const engine = new Engine(model, detector, vad, spec, meta.classes, modalities);
   engine.loadMs = performance.now() - t0;
   engine.threads = ort.env.wasm.numThreads;
+  // faces.crop_face's 5-point alignment is not ported: such a model gets unaligned crops here
+  engine.notes = spec.align ? ['this model aligns faces; the page crops them unaligned'] : [];
   return engine;
 }
 
