@@ -10,7 +10,7 @@ default model unless --model). For each mode, after the first label and for --se
 - tab_rss_mb: resident memory of the page's renderer process(es) at the end (from /proc);
   server mode also gives the server process's RSS growth (the same Python process as this script).
 
-    python benchmarks/web.py [--seconds 20] [--model ckpt.pt|model.onnx]
+    python benchmarks/bench_web.py [--seconds 20] [--model ckpt.pt|model.onnx] [--name web]
 
 Needs Debian's chromium (/usr/bin/chromium) and Playwright. The machine's cores are shared
 with the page, the server and Chromium's own processes.
@@ -19,18 +19,19 @@ with the page, the server and Chromium's own processes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
+import socket
 import tempfile
+import threading
 import time
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import common
+
 
 CHROMIUM = "/usr/bin/chromium"
 W, H, FPS, CLIP_S = 320, 240, 15, 10
@@ -60,6 +61,37 @@ def write_media(d: Path) -> tuple[Path, Path]:
         w.setframerate(16000)
         w.writeframes((demo.voice(CLIP_S, 16000) * 32767).astype("<i2").tobytes())
     return y4m, wav
+
+
+def browser_args(y4m: Path, wav: Path) -> list[str]:
+    """Headless Chromium whose fake camera and microphone play these files (as tests/test_browser.py)."""
+    return ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={y4m}",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+
+
+@contextmanager
+def server_on(model, web_model):
+    """emolite serve's app under uvicorn in a thread of this process, on a free port."""
+    import uvicorn
+
+    from emolite.serve import Limits, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(model, web_model=web_model), host="127.0.0.1", port=port,
+                                        log_level="warning", ws_max_size=Limits().ws_max_size))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    while not srv.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        t.join(timeout=10)
 
 
 def descendants(pid: int) -> list[int]:
@@ -136,11 +168,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--name", default="web", help="docs/results/<name>.json")
     args = ap.parse_args()
     os.environ.setdefault("EMOLITE_CACHE", tempfile.mkdtemp(prefix="emolite-bench-"))
-    from test_browser import browser_args
-    from test_browser_ondevice import server_on
-
     from emolite import web
     from emolite.inference import load_model
 
@@ -148,14 +178,15 @@ def main() -> None:
     bargs = browser_args(*write_media(d))
     model = load_model(args.model)
     web.graphs(args.model)   # export once before timing: first use is not page load
-    res = {"chromium": CHROMIUM, "cores": os.cpu_count(), "clip": f"{W}x{H} at {FPS} fps", "seconds": args.seconds,
+    res = {"load_average_before": [round(x, 1) for x in os.getloadavg()], "chromium": CHROMIUM, "cores": os.cpu_count(), "clip": f"{W}x{H} at {FPS} fps", "seconds": args.seconds,
            "model": args.model or "default", "runtime": f"onnxruntime-web {web.RUNTIME_VERSION}", "wasm_threads": 1}
     with server_on(model, web_model=args.model or "default") as url:
         res["on_device"] = run_mode(bargs, f"{url}/?mode=device", args.seconds, True)
         before = rss_mb(os.getpid())
         res["server"] = run_mode(bargs, f"{url}/", args.seconds, False)
         res["server"]["server_rss_growth_mb"] = round(rss_mb(os.getpid()) - before, 1)
-    print(json.dumps(res, indent=1))
+    res["load_average"] = [round(x, 1) for x in os.getloadavg()]   # the cores are shared: say how busy
+    common.emit(args.name, res)
 
 
 if __name__ == "__main__":
