@@ -18,7 +18,7 @@ import numpy as np
 
 from . import inputs as I
 from . import media
-from .errors import EmoliteError
+from .errors import EmoliteError, shown
 from .features import people_features, usable, window_features
 from .fsio import atomic_path, atomic_write_text, check_writable
 from .options import optional
@@ -121,9 +121,11 @@ def _video_side(info: dict) -> int:
 
 def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
                  batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY,
-                 people: bool = False, max_people: int = MAX_PEOPLE) -> Iterator[WindowResult]:
+                 people: bool = False, max_people: int = MAX_PEOPLE,
+                 warnings: list[str] | None = None) -> Iterator[WindowResult]:
     """Stream WindowResults for one file, in time order. `window`/`hop` are seconds (default:
-    the model's spec); crops, detector and input length come from the model's spec.
+    the model's spec); crops, detector and input length come from the model's spec. What the
+    decoder learnt about the file (e.g. that it ended early) is added to `warnings`.
 
     `people=True`: every face (up to `max_people`) is tracked through the file and gets its own
     row per window (`person` = its id); the voice is fused into the person seen speaking
@@ -145,7 +147,7 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
     if progress:
         from tqdm import tqdm
 
-        total = len(media.window_spans(info["duration"], window, hop)) if info["duration"] else 1
+        total = media.window_count(info["duration"], window, hop) if info["duration"] else 1
         bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
 
     def flush() -> Iterator[WindowResult]:
@@ -175,7 +177,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
         pending.append((w, x, feats, uses, person, spoke))
 
     try:
-        windows = prefetch(media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True))
+        stream = media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True)
+        windows = prefetch(stream)
         for w in windows:
             if not use_video:
                 w.frames = None
@@ -200,6 +203,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
                 yield from flush()
         if pending:
             yield from flush()
+        if warnings is not None:
+            warnings += stream.warnings
     finally:
         if bar is not None:
             bar.close()
@@ -246,11 +251,13 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
         t.join(timeout=5)
 
 
-def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
+def summarize(path: str, windows: list[WindowResult], classes: list[str], notes: list[str] = ()) -> Result:
     """The file's overall label: the mean of its labelled rows' probabilities (with --people,
-    every person's and the lone voice's rows); each person's own summary in `people`."""
+    every person's and the lone voice's rows); each person's own summary in `people`. `notes`
+    (what decoding found, e.g. a file that ended early) come first in the warnings."""
     if not windows:
         raise EmoliteError("no windows to analyse (empty file?)", path)
+    path = shown(path)
     spans = {}   # window -> any face in it (with --people a window has a row per person)
     for w in windows:
         spans[(w.start, w.end)] = spans.get((w.start, w.end), False) or w.face_found
@@ -258,7 +265,7 @@ def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Res
     labelled = [w for w in windows if w.label is not None]
     has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
     people = _people(windows, classes) if any(w.person is not None for w in windows) else {}
-    warnings = []
+    warnings = list(notes)
     if not labelled:
         warnings.append("no face and no voice found (silence, noise or music): no emotion label")
         return Result(str(path), None, None, dict.fromkeys(classes), windows, {"video": has_v, "audio": has_a},
@@ -304,12 +311,13 @@ def analyze_file(model: Model, path: str | os.PathLike, window: float | None = N
                  max_people: int = MAX_PEOPLE) -> Result:
     """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming).
     `people=True`: one timeline per tracked person (see `iter_analyze`, `Result.people`)."""
-    windows = []
-    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people):
+    windows, notes = [], []
+    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people,
+                          warnings=notes):
         windows.append(w)
         if on_window is not None:
             on_window(w)
-    return summarize(str(path), windows, model.classes)
+    return summarize(str(path), windows, model.classes, notes)
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
