@@ -148,7 +148,7 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
         from tqdm import tqdm
 
         total = media.window_count(info["duration"], window, hop) if info["duration"] else 1
-        bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
+        bar = tqdm(total=total, desc=shown(p.name), unit="win", leave=False, dynamic_ncols=True)
 
     def flush() -> Iterator[WindowResult]:
         probs = model.predict_inputs(I.stack([e[1] for e in pending]))
@@ -321,8 +321,9 @@ def analyze_file(model: Model, path: str | os.PathLike, window: float | None = N
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (recursively, media files only) and globs -> files; problems for the rest,
-    including subfolders that cannot be read (reported, never skipped silently)."""
+    """Files, folders (recursively, media files only) and globs -> files, each once however
+    often it is named (`a a ./a dir/ dir/a`); problems for the rest, including subfolders that
+    cannot be read (reported, never skipped silently)."""
     files, problems = [], []
     for s in specs:
         p = Path(s)
@@ -330,18 +331,20 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
             found, unreadable = media.scan(p)
             problems += unreadable
             if not found and not unreadable:
-                problems.append((s, "folder holds no media files"))
+                problems.append((shown(s), "folder holds no media files"))
             files += found
         elif p.exists():
             files.append(p)
         elif any(ch in s for ch in "*?["):
             hits = sorted(Path(h) for h in glob.glob(s, recursive=True) if Path(h).is_file())
             if not hits:
-                problems.append((s, "pattern matches no files"))
+                problems.append((shown(s), "pattern matches no files"))
             files += hits
         else:
-            problems.append((s, "no such file or folder"))
-    return files, problems
+            problems.append((shown(s), "no such file or folder"))
+    seen: set[str] = set()
+    once = [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
+    return once, problems
 
 
 def format_table(r: Result, max_rows: int = 40) -> str:
@@ -389,24 +392,27 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
     if plot and o.dir is None:
         check_writable(".")
     results, failed = [], []
+    for w in o.warnings:
+        print_fn(f"warning: {w}")
     for p, r in problems:
         _fail(failed, print_fn, p, r)
     try:
         for f in files:
-            if os.path.abspath(f) in o.done:
-                results.append(o.done[os.path.abspath(f)])
+            name = shown(f)   # as every output names it: non-UTF-8 bytes escaped
+            if o.is_done(f) is not None:
+                results.append(o.is_done(f))
                 if not quiet:
-                    print_fn(f"{f}: finished in the earlier run (--resume)")
+                    print_fn(f"{name}: finished in the earlier run (--resume)")
                 continue
             try:
                 r = analyze_file(model, f, window, hop, progress=progress and not quiet, people=people,
                                  max_people=max_people,
-                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w, people))) if o.sink else None)
+                                 on_window=(lambda w: o.sink.write(window_row(name, w, people))) if o.sink else None)
             except EmoliteError as e:
-                _fail(failed, print_fn, str(f), str(e))
+                _fail(failed, print_fn, name, str(e))
                 continue
             except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
-                _fail(failed, print_fn, str(f), f"unexpected {type(e).__name__}: {e}")
+                _fail(failed, print_fn, name, f"unexpected {type(e).__name__}: {e}")
                 continue
             results.append(r.to_dict())
             if not quiet:
@@ -415,23 +421,23 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
                 try:
                     png = plot_timeline(r, (o.dir or Path(".")) / f"{Path(f).name}.png")
                     if not quiet:
-                        print_fn(f"  plot: {png}")
+                        print_fn(f"  plot: {shown(png)}")
                 except EmoliteError as e:
-                    _fail(failed, print_fn, str(f), str(e))
+                    _fail(failed, print_fn, name, str(e))
             err = o.finished(r)
             if err is not None:
-                _fail(failed, print_fn, str(o.record), str(err))
+                _fail(failed, print_fn, shown(o.record), str(err))
     finally:
         o.close()
     if o.sink is not None and o.sink.error is not None:
-        _fail(failed, print_fn, str(o.csv), str(o.sink.error))
+        _fail(failed, print_fn, shown(o.csv), str(o.sink.error))
     summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
                "results": results}
     if o.json is not None:
         try:
             atomic_write_text(o.json, json.dumps(summary, indent=1))
         except EmoliteError as e:
-            _fail(failed, print_fn, str(o.json), str(e))
+            _fail(failed, print_fn, shown(o.json), str(e))
     if o.dir is not None and not quiet:
-        print_fn(f"wrote {', '.join(str(p) for p in (o.csv, o.json, o.record) if p is not None)}")
+        print_fn(f"wrote {', '.join(shown(p) for p in (o.csv, o.json, o.record) if p is not None)}")
     return summary

@@ -91,7 +91,7 @@ def scan(folder: str | Path, exts: Iterable[str] = MEDIA_EXTS) -> tuple[list[Pat
     problems: list[tuple[str, str]] = []
 
     def unreadable(e: OSError) -> None:
-        problems.append((str(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
+        problems.append((shown(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
 
     files = []
     for root, dirs, names in os.walk(folder, onerror=unreadable):
