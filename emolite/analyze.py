@@ -24,7 +24,7 @@ from .fsio import atomic_path, atomic_write_text, check_writable
 from .options import optional
 from .people import MAX_PEOPLE, PeopleTracker, speaker
 from .outputs import CsvSink, Outputs, plot_timeline  # noqa: F401  (CsvSink, plot_timeline: public since the first release)
-from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
+from .media import HOP, WINDOW  # noqa: F401  (public since the first release; analysis uses the model spec's window)
 from .spec import InputSpec
 
 BATCH = 8        # windows per model call
