@@ -1,4 +1,4 @@
-"""Uploaded files for `POST /predict` and `/analyze`: type, size, duration and pixel checks,
+"""Uploaded files for `POST /classify` and `/analyze`: type, size, duration and pixel checks,
 bounded saving, and removal of the temp folders a killed server left behind."""
 
 from __future__ import annotations
