@@ -156,8 +156,9 @@ def bind(host: str, port: int) -> socket.socket:
     """A socket bound to (host, port), before anything else happens, so that a wrong --host or a
     busy port is one line naming it and the fix. Port 0 binds a free port (see `url`)."""
     try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                          flags=socket.AI_PASSIVE)[0]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        # a name with both kinds of address (localhost): its IPv4 one, which every client tries
+        family, kind, proto, _, addr = next((f for f in found if f[0] == socket.AF_INET), found[0])
     except (socket.gaierror, UnicodeError) as e:
         raise OptionError(f"--host {host!r} is not a name or address this machine can find ({e}); use "
                           "127.0.0.1 (this machine only), 0.0.0.0 (every network) or one of its own addresses") from None
