@@ -168,6 +168,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_web(args) -> int:
+    """`emolite export-web DIR`: the on-device page as a static folder; prints what it wrote."""
+    from .web import export_web
+
+    report = export_web(args.dir, args.model)
+    print(json.dumps({k: v for k, v in report.items() if k != "files"}, indent=1))
+    print(f"serve it with: python -m http.server -d {args.dir}   (then open http://localhost:8000/)", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     """`emolite bench`: prints the figures as JSON."""
     from . import bench
@@ -275,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--out", default="emolite.onnx")
     s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("export-web", help="the on-device live page as a static folder (runtime, scripts, ONNX graphs)")
+    s.add_argument("dir", help="output folder (serve it with any static file server)")
+    s.add_argument("--model", help="checkpoint (.pt) or `emolite export` ONNX file (default: the packaged model)")
+    s.set_defaults(func=cmd_export_web)
 
     s = sub.add_parser("bench", help="params, multiply-adds, ms per clip, analyze x real time (JSON)")
     s.add_argument("--model", help="checkpoint or ONNX (default: the packaged model)")

@@ -18,7 +18,6 @@ by clients x window.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -34,15 +33,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .. import analyze, media
 from ..errors import EmoliteError
 from ..inference import EmotionModel
 from . import protocol as P
 from .protocol import BadInput, Limits
-from .uploads import UPLOAD_PREFIX, check_upload, clean_stale_uploads, save_upload, upload_ext
+from .uploads import (UPLOAD_PREFIX, analyze_response, check_upload, classify_response, clean_stale_uploads,
+                      save_upload, upload_ext)
 from .session import (DETECT_EVERY, MODEL_EVERY, Job, LiveSettings, ModelWork, Session, infer, live_settings,
                       model_capacity)
 
@@ -54,7 +53,7 @@ MODEL_WORKERS = 1                # model threads: labels queue here under load w
 STATIC = Path(__file__).parent / "static"
 LOCAL_HOSTS = P.LOCAL_HOSTS
 HTTP_CONNECTIONS = 1024            # uvicorn's connection cap (slow clients are shed before it: conn.py)
-CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 log = logging.getLogger("emolite.serve")
@@ -128,7 +127,7 @@ class Server:
 def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WORKERS,
                detect_every: int = DETECT_EVERY, model_every: int = MODEL_EVERY,
                model_workers: int = MODEL_WORKERS, host: str | None = None,
-               allow_origins: Iterable[str] = ()) -> FastAPI:
+               allow_origins: Iterable[str] = (), web_model: str | Path | None = None) -> FastAPI:
     """The FastAPI app for one loaded model. Limits, pool sizes and who may connect (this
     machine's names, `host`, `allow_origins`) are fixed per app. Cleans stale upload folders."""
     srv = Server(model, live_settings(model), limits, workers, model_workers, detect_every, model_every)
@@ -149,6 +148,7 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_guard(app, srv)
     add_http_routes(app, srv)
+    add_ondevice_routes(app, web_model or model)
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
@@ -199,12 +199,36 @@ def add_http_routes(app: FastAPI, srv: Server) -> None:
     @app.post("/predict", include_in_schema=False)   # its former name
     async def classify(file: UploadFile = File(...)):
         """The overall label of a whole file (image, audio or video) and its windows, for programs."""
-        return await run_upload(srv, file, lambda path, name: classify_response(srv, path, name))
+        return await run_upload(srv, file, lambda path, name: classify_response(srv.model, srv.limits, path, name))
 
     @app.post("/analyze")
     async def analyze_endpoint(file: UploadFile = File(...)):
         """The analyze timeline: window rows and the plot as a PNG data URL."""
-        return await run_upload(srv, file, lambda path, name: analyze_response(srv, path, name))
+        return await run_upload(srv, file, lambda path, name: analyze_response(srv.model, srv.limits, path, name))
+
+
+def add_ondevice_routes(app: FastAPI, model) -> None:
+    """The on-device mode's graphs (emolite.web.graphs: the model's ONNX, the detector, the VAD),
+    from the package and the cache dir, resolved once (a checkpoint is exported on first use)."""
+    from .. import web
+
+    found: dict = {}
+    lock = asyncio.Lock()      # the page asks for all three at once: resolve (export) once
+
+    @app.get(f"/{web.ONDEVICE_PREFIX}/{{name}}")
+    async def ondevice(name: str):
+        if name not in web.MODEL_FILES:
+            raise HTTPException(404, "no such file")
+        async with lock:
+            if not found:
+                try:
+                    found.update(await asyncio.get_running_loop().run_in_executor(None, web.graphs, model))
+                except EmoliteError as e:
+                    raise HTTPException(404, str(e)) from None
+        src = found[name]
+        if isinstance(src, bytes):
+            return Response(src, media_type="application/octet-stream")
+        return FileResponse(src, media_type="application/octet-stream")
 
 
 # ---------------------------------------------------------------- uploads
@@ -235,32 +259,6 @@ async def run_upload(srv: Server, upload: UploadFile, fn: Callable[[Path, str], 
         srv.uploads_active -= 1
         await upload.close()
         tmpdir.cleanup()
-
-
-def analyze_upload(srv: Server, path: Path, name: str) -> analyze.Result:
-    check_upload(path, srv.limits)
-    limits = srv.limits   # enforced on what decodes too: a live-written file may claim no duration
-    with media.decode_limits(seconds=limits.max_upload_seconds, pixels=limits.max_upload_pixels):
-        r = analyze.analyze_file(srv.model, path)
-    r.path = name
-    return r
-
-
-def classify_response(srv: Server, path: Path, name: str) -> dict:
-    r = analyze_upload(srv, path, name)
-    box = next((w.face_box for w in r.windows if w.face_box), None)
-    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
-            "face_box": box, "modalities": r.modalities, "faces_found": r.faces_found,
-            "warnings": r.warnings, "windows": [analyze.window_row(name, w) for w in r.windows]}
-
-
-def analyze_response(srv: Server, path: Path, name: str) -> dict:
-    r = analyze_upload(srv, path, name)
-    png = analyze.plot_timeline(r, path.with_name("plot.png")).read_bytes()
-    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
-            "modalities": r.modalities, "warnings": r.warnings,
-            "windows": [analyze.window_row(name, w) for w in r.windows],
-            "plot_png": "data:image/png;base64," + base64.b64encode(png).decode()}
 
 
 # ---------------------------------------------------------------- one WebSocket
@@ -474,7 +472,11 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
             get_detector("retinaface", side=spec.detect_side, threads=threads)
         model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
         model.predict(audio=np.zeros(spec.sample_rate, np.float32))
-        app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins)
+        from .. import web
+
+        web.graphs(model_path)     # the on-device page's model: exported once now, not on its first visit
+        app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins,
+                         model_path or "default")
         print(f"emolite: open {url(host, sock, LOCAL_HOSTS)} in a browser", file=sys.stderr)
         config = uvicorn.Config(app, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
                                 ws_per_message_deflate=False, http=DeadlineProtocol,
