@@ -194,12 +194,14 @@ def cmd_serve(args) -> int:
     O.number("--port", args.port, *PORTS, integer=True)
     O.number("--workers", args.workers, *SERVE_WORKERS, integer=True)
     O.optional("--max-sessions", args.max_sessions, *MAX_SESSIONS, integer=True)
+    O.optional("--max-sessions-per-address", args.max_sessions_per_address, *MAX_SESSIONS, integer=True)
     O.optional("--max-people", args.max_people, 1, MAX_PEOPLE, integer=True)   # the live follower moves at most MAX_PEOPLE
     O.optional("--max-upload-mb", args.max_upload_mb, *MAX_UPLOAD_MB, integer=True)
     O.optional("--max-message-kb", args.max_message_kb, *MAX_MESSAGE_KB, integer=True)
     O.optional("--max-frame-pixels", args.max_frame_pixels, *MAX_FRAME_PIXELS, integer=True)
     O.device(args.device)
-    given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels, "max_people": args.max_people,
+    given = {"max_sessions": args.max_sessions, "max_sessions_per_address": args.max_sessions_per_address,
+             "max_frame_pixels": args.max_frame_pixels, "max_people": args.max_people,
              "max_message": args.max_message_kb and args.max_message_kb << 10,
              "max_upload": args.max_upload_mb and args.max_upload_mb << 20}
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
@@ -301,18 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="live emotions from a browser's webcam + microphone (page, WebSocket, HTTP API)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="port to bind (0: a free one, printed)")
     s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
     s.add_argument("--device", default="cpu", help="cpu | cuda")
     s.add_argument("--workers", type=int, default=2, help="inference threads (about the number of cores)")
     s.add_argument("--max-sessions", type=int, help="concurrent browser clients (default 16)")
+    s.add_argument("--max-sessions-per-address", type=int,
+                   help="of them from one client address (default 4; raise it behind a proxy or for load tests)")
     s.add_argument("--max-people", type=int, help=f"faces tracked and labelled per client, 1-{MAX_PEOPLE} (default {MAX_PEOPLE})")
     s.add_argument("--max-upload-mb", type=int, help="largest uploaded file (default 50)")
     s.add_argument("--max-message-kb", type=int, help="largest WebSocket message (default 1024)")
     s.add_argument("--max-frame-pixels", type=int, help="largest webcam frame, width x height (default 1280x720)")
     s.add_argument("--allow-origin", action="append", metavar="URL",
                    help="another page origin allowed to use the server (e.g. https://example.org); repeatable")
-    s.add_argument("--idle-timeout", type=float, help="seconds a silent WebSocket client keeps its slot (default 30)")
+    s.add_argument("--idle-timeout", type=float, help="seconds a WebSocket client that sends no frames or audio keeps its slot (pings do not count; default 30)")
     s.set_defaults(func=cmd_serve)
     _add_recipes(sub)
     return p

@@ -98,13 +98,32 @@ def test_audio_chunk_limit_is_a_limit():
 
 def test_parse_text():
     assert P.parse_text('{"type": "ping", "t": [1]}') == P.Ping([1])
-    assert P.parse_text('{"type": "predict", "id": 4, "t": 2}') == P.PredictMsg(4, 2.0)
-    assert P.parse_text('{"type": "predict"}') == P.PredictMsg(0, 0.0)
+    assert P.parse_text('{"type": "audio_only", "id": 4, "t": 2}') == P.AudioOnlyMsg(4, 2.0)
+    assert P.parse_text('{"type": "audio_only"}') == P.AudioOnlyMsg(0, 0.0)
+    assert P.parse_text('{"type": "predict", "id": 4, "t": 2}') == P.AudioOnlyMsg(4, 2.0)   # its former name
     for text, expect in [("{oops", "not valid JSON"), ("[1]", "must be an object"), ("[" * 100000, "JSON"),
                          ('{"type": "launch"}', "unknown message type 'launch'"),
-                         ('{"type": "predict", "id": 1.5}', "integer"), ('{"type": "predict", "t": NaN}', "number")]:
+                         ('{"type": "audio_only", "id": 1.5}', "integer"), ('{"type": "audio_only", "t": NaN}', "number"),
+                         ('{"type": "audio_only", "id": true}', "integer"), ('{"type": "audio_only", "id": -1}', "integer")]:
         with pytest.raises(P.BadInput, match=expect):
             P.parse_text(text)
+
+
+HUGE = "1" * 5000   # over Python's int-parsing limit of 4300 digits: json.loads raises a plain ValueError
+
+
+@pytest.mark.parametrize("text", [f'{{"type": "ping", "t": {HUGE}}}', f'{{"type": "audio_only", "id": {HUGE}}}',
+                                  f'[{HUGE}]', f'{{"type": {HUGE}}}'], ids=["ping t", "id", "array", "type"])
+def test_huge_integers_are_bad_input(text):
+    with pytest.raises(P.BadInput, match="too many digits"):
+        P.parse_text(text)
+
+
+@pytest.mark.parametrize("field", ["id", "t"])
+def test_integers_too_large_for_an_id_or_a_time_are_bad_input(field):
+    big = "9" * 400   # parses, but is no u32 id and overflows a float
+    with pytest.raises(P.BadInput, match="audio_only needs"):
+        P.parse_text(f'{{"type": "audio_only", "{field}": {big}}}')
 
 
 def test_size_limit_comes_before_parsing():

@@ -136,7 +136,7 @@ async function start() {
     state.timer = setInterval(() => {
       const ws = state.ws;
       if (ws && ws.readyState === 1) {
-        ws.send(JSON.stringify({ type: 'predict', id: state.frameId++, t: performance.now() }));
+        ws.send(JSON.stringify({ type: 'audio_only', id: state.frameId++, t: performance.now() }));
         state.sent++;
       }
     }, 500);
@@ -475,14 +475,14 @@ async function upload(e) {
     th.textContent = h;
     head.appendChild(th);
   }
-  for (const row of j.rows) {
+  for (const row of j.windows) {
     const tr = table.insertRow();
     for (const v of [row.start.toFixed(1), row.end.toFixed(1), row.label ?? '–',
       row.confidence === null ? '–' : row.confidence.toFixed(2),
       row.face_found ? 'yes' : 'no']) tr.insertCell().textContent = v;
   }
   const overall = j.label === null ? 'no label' : `${j.label} (${(j.confidence * 100).toFixed(0)}%)`;
-  status.textContent = `${j.file}: ${overall}, ${j.rows.length} windows ` +
+  status.textContent = `${j.file}: ${overall}, ${j.windows.length} windows ` +
     `in ${j.seconds.toFixed(1)} s${j.warnings.length ? ' · ' + j.warnings.join('; ') : ''}`;
 }
 
