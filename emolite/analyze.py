@@ -149,8 +149,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
         for w in prefetch(media.iter_windows(p, fps=rate, window=window, hop=hop)):
             w.frames = w.frames if use_video else None
             w.audio = w.audio if use_audio else None
-            kw = dict(face_size=spec.face_size, context_size=spec.context_size, margin=spec.margin,
-                      align=spec.align, memo=memo, detect_every=detect_every(tracker is not None), fps=rate, still=still)
+            kw = dict(face_size=spec.face_size, context_size=spec.context_size, margin=spec.margin, align=spec.align,
+                      memo=memo, detect_every=detect_every(tracker is not None), fps=rate, still=still)
             if tracker is None:
                 feats = window_features(w, model.detector if use_video else None, **kw)
                 rows = [core.face_row(spec, model.modalities, feats)]

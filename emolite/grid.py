@@ -1,15 +1,16 @@
 """The model's frame grid: which frames a model sees, when the face detector runs on them, and
 how a frame time is keyed. One rule for files (analyze) and live streams (serve).
 
-A model sees `frames` (T) frames per `window_seconds`, so frames are sampled on a grid of
-T / window frames per second (`model_rate`): sample k is at time k / rate and takes the first
-frame at or after k / rate - half a step (`media.iter_windows` for files, `GridSampler` for a
-live stream; a slow source repeats its frame). The detector runs on every `detect_every()`-th
-sample of the grid (`detect_due`): every 2nd when only the main face is followed (`faces.track`
+A model sees `frames` (T) frames per `window_seconds`, so frames are sampled on a grid of T /
+window frames per second (`model_rate`): sample k is at time k / rate and takes the first frame
+at or after k / rate - half a step (`media.iter_windows` for files, `GridSampler` for a live
+stream; a slow source repeats its frame). The detector runs on every `detect_every()`-th sample
+of the grid (`detect_due`): every 2nd when only the main face is followed (`faces.track`
 interpolates the boxes between, inside each window), every sample when every person is tracked
 through the stream (`people.PeopleTracker` links identities by box overlap from one detection to
-the next: a gap of two grid steps, 0.75 s for the default model, loses people who move). A frame time is keyed by `frame_key` wherever frames are memoised or
-tracked, so a frame shared by overlapping windows is looked at once.
+the next: a gap of two grid steps, 0.75 s for the default model, loses people who move). A frame
+time is keyed by `frame_key` wherever frames are memoised or tracked, so a frame shared by
+overlapping windows is looked at once.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ main face and every person's track (`crowd.py`), its message-rate bucket, and wh
 model run is due.
 
 Why a server-side window: the model needs ~2 s of frames and audio, while a client sends one
-frame and a few audio chunks at a time. A frame's time is its capture time on the client's
-clock (`frame_time`: the spacing it was taken at, whatever the network did). Frames are sampled
-onto the model's grid by the rule media uses for files (`emolite.grid`: T frames per window;
-the detector on every DETECT_EVERY-th grid sample, the tracker between), go through the
-library's own path (`emolite.features.window_features`: detection, `faces.track`, crops,
-context) and the one inference core (`emolite.core`), so a client sending a file's frames
-with their times gets analyze's answer (tests/test_parity.py); every input setting comes from the model
+frame and a few audio chunks at a time. A frame's time is its capture time on the client's clock
+(`frame_time`: the spacing it was taken at, whatever the network did). Frames are sampled onto
+the model's grid by the rule media uses for files (`emolite.grid`: T frames per window, the
+detection cadence analyze uses), go through the library's own path
+(`emolite.features.window_features`: detection, `faces.track`, crops, context) and the one
+inference core (`emolite.core`), so a client sending a file's frames with their times gets
+analyze's answer (tests/test_parity.py); every input setting comes from the model
 (`live_settings`). Between detections the box shown for each client frame follows the face by
-template matching (`follow.FaceFollower`): display only, the model never sees it. The app (`app.py`) only moves messages and runs these methods in its
-thread pools; everything here takes the time as an argument or measures it, so tests drive a
-session directly.
+template matching (`follow.FaceFollower`): display only, the model never sees it. The app
+(`app.py`) only moves messages and runs these methods in its thread pools; everything here takes
+the time as an argument or measures it, so tests drive a session directly.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import core, media
+from .. import core, grid, media
 from ..errors import EmoliteError
 from ..faces import Detector, Face, track
 from ..features import Features, usable, window_features
-from .. import grid
 from ..grid import GridSampler, frame_key, model_rate
 from ..inference import EmotionModel, Prediction
 from ..people import MAX_PEOPLE
