@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import inputs as I
+from .core import audio_windows  # noqa: F401  (public: the audio windows predict cuts)
 from .errors import EmoliteError
 from .spec import InputSpec
 
@@ -112,14 +113,12 @@ class EmotionModel:
         faces), the whole image is taken, letterboxed to a square (a small still, up to
         faces.SMALL_IMAGE px, is cut as analyze cuts it and reported as not found)."""
         from .faces import letterbox
-        from .features import window_features
-        from .media import Window
+        from .features import still_features
 
-        img = as_uint8_rgb(image)
+        img = as_uint8_rgb(check_pixels("face", image, frames=False))
         p = self.spec
         if detect:
-            f = window_features(Window(0.0, 0.0, img[None], np.zeros(1), None), self.detector, p.face_size,
-                                p.context_size, p.margin, p.align)
+            f = still_features(img, self.detector, p.face_size, p.context_size, p.margin, p.align)
             if f.face_mask[0]:   # found, or a small still taken whole as a face crop (not "found")
                 whole = np.allclose(f.boxes[0], [0, 0, img.shape[1], img.shape[0]])
                 return f.face[:1], not whole
@@ -128,55 +127,48 @@ class EmotionModel:
     def predict(self, face: np.ndarray | list | None = None, context: np.ndarray | None = None,
                 audio: np.ndarray | None = None, face_mask: np.ndarray | None = None,
                 detect: bool = True) -> Prediction | list[Prediction]:
-        """Predict from arrays.
+        """Predict from arrays: the array API (`analyze` reads files, serve's routes take uploads
+        and live streams); the same inference core (`emolite.core`) as both.
 
-        face: one RGB image (H×W×3; the face is found in it first, as `analyze` does, unless
-        detect=False for pre-cropped faces), a list of images (-> a list of Predictions, one
-        per image), or N×H×W×3 crops of one clip's frames (one Prediction; not detected).
-        context: the scene, one image or N frames. audio: float32 16 kHz mono of any length
-        (cut into the model's windows and averaged); silence, noise and music count as no
-        voice. Any of them may be None (that modality is missing)."""
+        face: one RGB image (H×W×3 or H×W grey; the face is found in it first, as `analyze`
+        does, unless detect=False for pre-cropped faces), a list of images (-> a list of
+        Predictions, one per image), or N×H×W×3 crops of one clip's frames (one Prediction; not
+        detected). context: the scene, one image or N frames. audio: float 16 kHz samples of any
+        length, mono (stereo, samples×channels, is mixed down), cut into the model's windows as
+        analyze cuts a file and averaged; silence, noise and music count as no voice. Any of
+        them may be None (that modality is missing). A wrong shape is one ValueError naming the
+        argument and the shapes it takes."""
         if isinstance(face, (list, tuple)):
             return [self.predict(face=f, context=context, audio=audio, detect=detect) for f in face]
+        from . import core
+        from .vad import bad_audio_note, finite_audio
+
         p = self.spec
-        fs, cs = p.face_size, p.context_size
         notes: list[str] = []
         found = None
-        if face is not None and np.asarray(face).ndim == 3:
+        face = None if face is None else check_pixels("face", face)
+        if face is not None and face.ndim < 4:
             face, found = self.face_crops(face, detect)
             if detect and not found:
                 notes.append("no face found in the image: the whole image was used")
-        f = None if face is None else clip_frames(face, fs)
-        c = None if context is None else clip_frames(context, cs)
-        n = len(f) if f is not None else len(c) if c is not None else 0
-        if f is None:
-            f = np.zeros((n, fs, fs, 3), np.uint8)
-            face_mask = np.zeros(n, bool)
-        if c is None:
-            c = np.zeros((n, cs, cs, 3), np.uint8)
-        mask = np.ones(n, bool) if face_mask is None else np.asarray(face_mask, bool)
-        chunks = [None]
+        f = None if face is None else clip_frames(face, p.face_size)
+        c = None if context is None else clip_frames(check_pixels("context", context), p.context_size)
+        if f is not None and c is not None and len(f) != len(c) and 1 not in (len(f), len(c)):
+            raise ArrayError(f"face has {len(f)} frames and context {len(c)}; give them the same N frames")
+        if f is not None and c is not None and len(f) != len(c):
+            f, c = (np.repeat(f, len(c), 0), c) if len(f) == 1 else (f, np.repeat(c, len(f), 0))
         if audio is not None:
-            from .vad import clean_audio, voice_activity
-
-            audio = clean_audio(audio)
-            chunks = [a for a in audio_windows(audio, p) if voice_activity(a).voiced] or [None]
-            if chunks[0] is None:
-                notes.append("no voice in the audio (silence, noise or music): the voice was not used")
-        xs = []
-        for a in chunks:
-            x = I.clip_inputs(f, mask, c, a, p.frames, p.audio_seconds, has_video=n > 0, face_size=fs, context_size=cs)
-            if context is None and n > 0:
-                x["context_mask"][:] = False
-            if face is None:
-                x["face_mask"][:] = False
-            xs.append(x)
-        if not (xs[0]["face_mask"].any() or xs[0]["context_mask"].any() or xs[0]["audio_mask"]):
-            if face is None and context is None and audio is None:
-                raise EmoliteError("nothing to predict from: give a face, a context image or audio")
+            audio, bad = finite_audio(check_audio(audio))
+            if bad:
+                notes.append(bad_audio_note(bad))
+        if f is None and c is None and audio is None:
+            raise EmoliteError("nothing to predict from: give a face, a context image or audio")
+        rows = core.array_rows(p, self.modalities, f, face_mask, c, audio)
+        pred, voiced = core.mean_answer(self, rows)
+        if audio is not None and not voiced and "audio" in self.modalities:
+            notes.append("no voice in the audio (silence, noise or music): the voice was not used")
+        if pred is None:
             return Prediction(None, None, dict.fromkeys(self.classes), found, notes)
-        probs = self.predict_inputs(I.stack(xs)).mean(0)
-        pred = self.to_prediction(probs)
         pred.face_found, pred.notes = found, notes
         return pred
 
@@ -187,9 +179,46 @@ class EmotionModel:
         return analyze_file(self, path, **kwargs)
 
 
+class ArrayError(EmoliteError, ValueError):
+    """An array given to the Python API has a shape it does not take (a ValueError)."""
+
+
+IMAGE_SHAPES = "H×W×3 RGB or H×W grey (one image), or N×H×W×3 (N frames)"
+MAX_CHANNELS = 8      # a 2-D audio array with at most this many rows or columns is channels × samples
+
+
+def check_pixels(name: str, x: object, frames: bool = True) -> np.ndarray:
+    """`x` as an array of pixels of a shape the API takes (one image, or N frames with
+    `frames`); else one ArrayError naming `name`, the shape given and the shapes it takes."""
+    a = np.asarray(x)
+    takes = IMAGE_SHAPES if frames else "H×W×3 RGB or H×W grey"
+    if a.dtype.kind not in "biuf":
+        raise ArrayError(f"{name} must be an array of numbers ({takes}); got dtype {a.dtype}")
+    ok = a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (1, 3)) or (frames and a.ndim == 4 and a.shape[-1] in (1, 3))
+    if not ok or 0 in a.shape:
+        raise ArrayError(f"{name} takes {takes}; got an array of shape {'×'.join(map(str, a.shape)) or 'scalar'}")
+    return a
+
+
+def check_audio(x: object) -> np.ndarray:
+    """Audio as 1-D float32 samples: stereo (or more channels; samples×channels or
+    channels×samples) is mixed down; any other shape is one ArrayError naming `audio`."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise ArrayError(f"audio must be an array of numbers (float samples at 16 kHz); got dtype {a.dtype}")
+    if a.ndim == 2 and min(a.shape) <= MAX_CHANNELS and a.size:
+        a = a.astype(np.float32).mean(axis=int(np.argmin(a.shape)))
+    if a.ndim != 1:
+        raise ArrayError("audio takes 1-D samples (mono, 16 kHz) or samples×channels; got an array of shape "
+                         f"{'×'.join(map(str, a.shape)) or 'scalar'}")
+    return a.astype(np.float32, copy=False)
+
+
 def as_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """H×W×3 (or H×W grey) uint8 RGB from uint8 or float ([0, 1] or [0, 255]) pixels."""
+    """H×W×3 (or H×W / H×W×1 grey) uint8 RGB from uint8 or float ([0, 1] or [0, 255]) pixels."""
     x = np.asarray(image)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
     if x.ndim == 2:
         x = np.repeat(x[..., None], 3, -1)
     if x.dtype != np.uint8:
@@ -205,19 +234,6 @@ def clip_frames(x: np.ndarray, size: int) -> np.ndarray:
     x = np.asarray(x)
     frames = [as_uint8_rgb(fr) for fr in ([x] if x.ndim <= 3 else x)]   # one image (H×W[×3]) or N frames
     return np.stack([fr if fr.shape[:2] == (size, size) else letterbox(fr, size) for fr in frames])
-
-
-def audio_windows(audio: np.ndarray, spec: InputSpec) -> list[np.ndarray]:
-    """Audio longer than the model's input -> windows of that length at the spec's hop (the last
-    one ending with the audio), as analyze cuts a file; shorter audio is one window."""
-    n = int(round(spec.audio_seconds * spec.sample_rate))
-    hop = max(1, int(round(spec.hop_seconds * spec.sample_rate)))
-    if audio.size <= n:
-        return [audio]
-    starts = list(range(0, audio.size - n + 1, hop))
-    if starts[-1] + n < audio.size:
-        starts.append(audio.size - n)
-    return [audio[s:s + n] for s in starts]
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu", threads: int | None = None) -> EmotionModel:
@@ -311,9 +327,8 @@ def _probe(model: EmotionModel, path: Path) -> None:
         raise EmoliteError(f"no list of class names in the model's metadata; {fix}", path)
     spec = model.spec
     fs, cs = spec.face_size, spec.context_size
-    probe = I.clip_inputs(np.zeros((1, fs, fs, 3), np.uint8), np.ones(1, bool), np.zeros((1, cs, cs, 3), np.uint8),
-                          np.zeros(spec.sample_rate, np.float32), spec.frames, spec.audio_seconds, True, True,
-                          face_size=fs, context_size=cs)
+    probe = I.clip_inputs(spec, np.zeros((1, fs, fs, 3), np.uint8), np.ones(1, bool),
+                          np.zeros((1, cs, cs, 3), np.uint8), np.zeros(spec.sample_rate, np.float32))
     try:
         out = np.asarray(model.predict_inputs(I.stack([probe])))
     except _probe_errors(model.backend) as e:

@@ -96,8 +96,12 @@ def test_nan_audio_is_cleaned_never_propagated(model, tmp_path):
     x[1000:3000] = np.nan
     x[5000] = np.inf
     wav = float_wav(tmp_path / "nan.wav", x)
-    with pytest.warns(UserWarning, match="NaN/inf"):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # no Python warning (no "features.py:50: UserWarning" line)
         r = model.analyze(wav)
+    assert [w for w in r.warnings if "NaN/inf" in w] == ["2001 NaN/inf audio samples set to 0"]   # said once
     assert r.label in model.classes
     assert all(math.isfinite(v) for w in r.windows for v in w.probs.values())
     json.dumps(r.to_dict(), allow_nan=False)   # strict JSON: no bare NaN
@@ -168,3 +172,49 @@ def test_the_probe_reports_bad_files_and_lets_bugs_surface(checkpoint, monkeypat
     monkeypatch.setattr(inference.EmotionModel, "predict_inputs", bug)
     with pytest.raises(TypeError):
         load_model(checkpoint)
+
+def test_stereo_audio_is_mixed_down(model):
+    x = voice(3.0)
+    mono = model.predict(audio=x)
+    for stereo in (np.stack([x, x], 1), np.stack([x, x], 0)):          # samples×channels or channels×samples
+        p = model.predict(audio=stereo)
+        assert p.label == mono.label and abs(p.confidence - mono.confidence) < 1e-5
+
+
+@pytest.mark.parametrize("arg, value, shape", [
+    ("face", np.zeros((0, 0, 3), np.uint8), "0×0×3"),              # a 0×0 image
+    ("face", np.zeros(100, np.uint8), "100"),                      # a 1-D array as a face
+    ("face", np.zeros((1, 2, 8, 8, 3), np.uint8), "1×2×8×8×3"),    # 5-D
+    ("context", np.zeros((2, 2, 8, 8, 3), np.uint8), "2×2×8×8×3"),
+    ("face", np.zeros((4, 8, 8, 5), np.uint8), "4×8×8×5"),         # five colour channels
+    ("audio", np.zeros((3, 16000, 2), np.float32), "3×16000×2"),
+    ("audio", np.zeros((100, 100), np.float32), "100×100"),        # no channel axis
+])
+def test_bad_array_shapes_are_one_value_error_naming_the_argument(model, arg, value, shape):
+    with pytest.raises(ValueError, match=rf"^{arg} takes .*got an array of shape {shape}$") as e:
+        model.predict(**{arg: value})
+    assert isinstance(e.value, EmoliteError)             # and one line on the CLI
+
+
+def test_strings_are_not_pixels(model):
+    with pytest.raises(ValueError, match="face must be an array of numbers"):
+        model.predict(face=np.array([["a"]]))
+
+
+def test_nan_audio_in_predict_is_a_note_not_a_warning(model):
+    import warnings
+
+    x = voice(3.0)
+    x[:100] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = model.predict(audio=x)
+    assert p.label in model.classes and p.notes == ["100 NaN/inf audio samples set to 0"]
+
+
+@pytest.mark.parametrize("window", [0, 0.0, 0.01, -1.0, float("nan")])
+def test_analyze_window_out_of_range_names_window(model, clip, window):
+    with pytest.raises(EmoliteError, match=r"^window must be a number >= 0\.25"):
+        model.analyze(clip, window=window)
+    with pytest.raises(EmoliteError, match=r"^hop must be"):
+        model.analyze(clip, hop=0)

@@ -99,7 +99,7 @@ def test_live_prediction_tracks_the_face(client, model):
         ws.send_bytes(pcm_msg(1.0))
         det = model.detector
         for i in range(S.MODEL_EVERY + 1):
-            t = 1234.5 + i
+            t = 1234.5 + 200 * i          # captured at 5 fps (the frames are drawn at i / 5 s)
             if i:   # audio streams on, as from a page (a slow first model run must not leave it stale)
                 ws.send_bytes(pcm_msg(0.25))
             ws.send_bytes(frame_msg(i, t=t))
@@ -373,7 +373,7 @@ def test_served_with_the_models_own_input_settings(model, monkeypatch):
         ws.send_bytes(pcm_msg(1.0))
         ws.send_bytes(frame_msg(0))
         assert Inbox(ws).next("label")["face_found"]
-    assert crops[0] == (64, 80, 0.4, True, 4.0)
+    assert crops[0] == (64, 80, 0.4, True, 6 / 2.5)     # frames on the model's grid: T per window
     assert shapes[0]["face"] == (1, 6, 3, 64, 64) and shapes[0]["context"] == (1, 6, 3, 80, 80)
     assert shapes[0]["audio"] == (1, 3 * P.SAMPLE_RATE)
 

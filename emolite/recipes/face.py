@@ -46,15 +46,14 @@ SOURCES = {  # name: (loader, path under the data dir, loader options)
 def user_path_crops(paths: list[str], margin: float, side: int = FACE_SIDE) -> np.ndarray:
     """Grey side×side face crops made exactly as `emolite analyze` makes them from a still."""
     from ..faces import get_detector
-    from ..features import window_features
-    from ..media import Window, read_image
+    from ..features import still_features
+    from ..media import read_image
 
     det = get_detector("retinaface")
     out = np.zeros((len(paths), side, side), np.uint8)
     for i, p in enumerate(paths):
         img = read_image(p)
-        f = window_features(Window(0.0, 0.0, img[None], np.zeros(1), None), det, face_size=side,
-                            context_size=8, margin=margin)
+        f = still_features(img, det, face_size=side, context_size=8, margin=margin)
         out[i] = cv2.cvtColor(f.face[0], cv2.COLOR_RGB2GRAY) if f.face_mask[0] else \
             cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (side, side), interpolation=cv2.INTER_AREA)
         if i % 5000 == 0:
