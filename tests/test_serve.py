@@ -149,7 +149,7 @@ def test_every_person_gets_an_id_box_and_label(client, model):
         where = {}
         for i in range(2 * S.MODEL_EVERY + 1):
             img = cv2.imencode(".jpg", sc(i / 5)[..., ::-1])[1].tobytes()
-            ws.send_bytes(frame_msg(i, img))
+            ws.send_bytes(frame_msg(i, img, t=1000.0 + 200 * i))   # captured at 5 fps, as drawn
             m = box.next("prediction")
             if i == 0:
                 continue
