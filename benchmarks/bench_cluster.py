@@ -1,6 +1,6 @@
 """analyze on Ray vs the plain single-process run, on generated 640×480 H.264 + AAC clips.
 
-    python benchmarks/cluster.py [--clips 8] [--seconds 15] [--out /tmp/emolite-cluster-bench]
+    python benchmarks/bench_cluster.py [--clips 8] [--seconds 15] [--out /tmp/emolite-cluster-bench]
 
 Measured, each end to end in this process as a user runs it (model load and, for Ray, starting
 a local Ray instance and its workers included): files per second and × real time for the plain
@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common as C  # noqa: E402
+import common as C
 
 
 def _rows(out: Path) -> list:
