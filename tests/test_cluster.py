@@ -209,7 +209,7 @@ def _train(script, cache_dir, out, procs, batch):
 
 
 def test_torchrun_two_ranks_see_disjoint_batches_and_match_one_process(tmp_path):
-    from emolite.demo import make_synthetic_cache
+    from synthetic import make_synthetic_cache
 
     cdir = make_synthetic_cache(tmp_path / "cache", n_per_class={"train": 8, "dev": 2, "test": 0})
     script = tmp_path / "ddp_train.py"
