@@ -18,13 +18,13 @@ import numpy as np
 
 from . import inputs as I
 from . import media
-from .errors import EmoliteError
+from .errors import EmoliteError, shown
 from .features import people_features, usable, window_features
 from .fsio import atomic_path, atomic_write_text, check_writable
 from .options import optional
 from .people import MAX_PEOPLE, PeopleTracker, speaker
 from .outputs import CsvSink, Outputs, plot_timeline  # noqa: F401  (CsvSink, plot_timeline: public since the first release)
-from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
+from .media import HOP, WINDOW  # noqa: F401  (public since the first release; analysis uses the model spec's window)
 from .shard import select as _select_shard, write_manifest
 from .spec import InputSpec
 
@@ -122,9 +122,11 @@ def _video_side(info: dict) -> int:
 
 def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
                  batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY,
-                 people: bool = False, max_people: int = MAX_PEOPLE) -> Iterator[WindowResult]:
+                 people: bool = False, max_people: int = MAX_PEOPLE,
+                 warnings: list[str] | None = None) -> Iterator[WindowResult]:
     """Stream WindowResults for one file, in time order. `window`/`hop` are seconds (default:
-    the model's spec); crops, detector and input length come from the model's spec.
+    the model's spec); crops, detector and input length come from the model's spec. What the
+    decoder learnt about the file (e.g. that it ended early) is added to `warnings`.
 
     `people=True`: every face (up to `max_people`) is tracked through the file and gets its own
     row per window (`person` = its id); the voice is fused into the person seen speaking
@@ -146,8 +148,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
     if progress:
         from tqdm import tqdm
 
-        total = len(media.window_spans(info["duration"], window, hop)) if info["duration"] else 1
-        bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
+        total = media.window_count(info["duration"], window, hop) if info["duration"] else 1
+        bar = tqdm(total=total, desc=shown(p.name), unit="win", leave=False, dynamic_ncols=True)
 
     def flush() -> Iterator[WindowResult]:
         probs = model.predict_inputs(I.stack([e[1] for e in pending]))
@@ -176,7 +178,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
         pending.append((w, x, feats, uses, person, spoke))
 
     try:
-        windows = prefetch(media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True))
+        stream = media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True)
+        windows = prefetch(stream)
         for w in windows:
             if not use_video:
                 w.frames = None
@@ -201,6 +204,8 @@ def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = N
                 yield from flush()
         if pending:
             yield from flush()
+        if warnings is not None:
+            warnings += stream.warnings
     finally:
         if bar is not None:
             bar.close()
@@ -247,11 +252,13 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
         t.join(timeout=5)
 
 
-def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
+def summarize(path: str, windows: list[WindowResult], classes: list[str], notes: list[str] = ()) -> Result:
     """The file's overall label: the mean of its labelled rows' probabilities (with --people,
-    every person's and the lone voice's rows); each person's own summary in `people`."""
+    every person's and the lone voice's rows); each person's own summary in `people`. `notes`
+    (what decoding found, e.g. a file that ended early) come first in the warnings."""
     if not windows:
         raise EmoliteError("no windows to analyse (empty file?)", path)
+    path = shown(path)
     spans = {}   # window -> any face in it (with --people a window has a row per person)
     for w in windows:
         spans[(w.start, w.end)] = spans.get((w.start, w.end), False) or w.face_found
@@ -259,7 +266,7 @@ def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Res
     labelled = [w for w in windows if w.label is not None]
     has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
     people = _people(windows, classes) if any(w.person is not None for w in windows) else {}
-    warnings = []
+    warnings = list(notes)
     if not labelled:
         warnings.append("no face and no voice found (silence, noise or music): no emotion label")
         return Result(str(path), None, None, dict.fromkeys(classes), windows, {"video": has_v, "audio": has_a},
@@ -305,17 +312,19 @@ def analyze_file(model: Model, path: str | os.PathLike, window: float | None = N
                  max_people: int = MAX_PEOPLE) -> Result:
     """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming).
     `people=True`: one timeline per tracked person (see `iter_analyze`, `Result.people`)."""
-    windows = []
-    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people):
+    windows, notes = [], []
+    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people,
+                          warnings=notes):
         windows.append(w)
         if on_window is not None:
             on_window(w)
-    return summarize(str(path), windows, model.classes)
+    return summarize(str(path), windows, model.classes, notes)
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (recursively, media files only) and globs -> files; problems for the rest,
-    including subfolders that cannot be read (reported, never skipped silently)."""
+    """Files, folders (recursively, media files only) and globs -> files, each once however
+    often it is named (`a a ./a dir/ dir/a`); problems for the rest, including subfolders that
+    cannot be read (reported, never skipped silently)."""
     files, problems = [], []
     for s in specs:
         p = Path(s)
@@ -323,18 +332,20 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
             found, unreadable = media.scan(p)
             problems += unreadable
             if not found and not unreadable:
-                problems.append((s, "folder holds no media files"))
+                problems.append((shown(s), "folder holds no media files"))
             files += found
         elif p.exists():
             files.append(p)
         elif any(ch in s for ch in "*?["):
             hits = sorted(Path(h) for h in glob.glob(s, recursive=True) if Path(h).is_file())
             if not hits:
-                problems.append((s, "pattern matches no files"))
+                problems.append((shown(s), "pattern matches no files"))
             files += hits
         else:
-            problems.append((s, "no such file or folder"))
-    return files, problems
+            problems.append((shown(s), "no such file or folder"))
+    seen: set[str] = set()
+    once = [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
+    return once, problems
 
 
 def format_table(r: Result, max_rows: int = 40) -> str:
@@ -390,24 +401,27 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
     if plot and o.dir is None:
         check_writable(".")
     results, failed = [], []
+    for w in o.warnings:
+        print_fn(f"warning: {w}")
     for p, r in problems:
         _fail(failed, print_fn, p, r)
     try:
         for f in files:
-            if os.path.abspath(f) in o.done:
-                results.append(o.done[os.path.abspath(f)])
+            name = shown(f)   # as every output names it: non-UTF-8 bytes escaped
+            if o.is_done(f) is not None:
+                results.append(o.is_done(f))
                 if not quiet:
-                    print_fn(f"{f}: finished in the earlier run (--resume)")
+                    print_fn(f"{name}: finished in the earlier run (--resume)")
                 continue
             try:
                 r = analyze_file(model, f, window, hop, progress=progress and not quiet, people=people,
                                  max_people=max_people,
-                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w, people))) if o.sink else None)
+                                 on_window=(lambda w: o.sink.write(window_row(name, w, people))) if o.sink else None)
             except EmoliteError as e:
-                _fail(failed, print_fn, str(f), str(e))
+                _fail(failed, print_fn, name, str(e))
                 continue
             except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
-                _fail(failed, print_fn, str(f), f"unexpected {type(e).__name__}: {e}")
+                _fail(failed, print_fn, name, f"unexpected {type(e).__name__}: {e}")
                 continue
             results.append(r.to_dict())
             if not quiet:
@@ -416,23 +430,23 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
                 try:
                     png = plot_timeline(r, (o.dir or Path(".")) / f"{Path(f).name}.png")
                     if not quiet:
-                        print_fn(f"  plot: {png}")
+                        print_fn(f"  plot: {shown(png)}")
                 except EmoliteError as e:
-                    _fail(failed, print_fn, str(f), str(e))
+                    _fail(failed, print_fn, name, str(e))
             err = o.finished(r)
             if err is not None:
-                _fail(failed, print_fn, str(o.record), str(err))
+                _fail(failed, print_fn, shown(o.record), str(err))
     finally:
         o.close()
     if o.sink is not None and o.sink.error is not None:
-        _fail(failed, print_fn, str(o.csv), str(o.sink.error))
+        _fail(failed, print_fn, shown(o.csv), str(o.sink.error))
     summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
                "results": results}
     if o.json is not None:
         try:
             atomic_write_text(o.json, json.dumps(summary, indent=1))
         except EmoliteError as e:
-            _fail(failed, print_fn, str(o.json), str(e))
+            _fail(failed, print_fn, shown(o.json), str(e))
     if o.dir is not None and not quiet:
-        print_fn(f"wrote {', '.join(str(p) for p in (o.csv, o.json, o.record) if p is not None)}")
+        print_fn(f"wrote {', '.join(shown(p) for p in (o.csv, o.json, o.record) if p is not None)}")
     return summary

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import options as O
 from .errors import EmoliteError
+from .media import MAX_PIXELS as DEFAULT_PIXELS
 from .people import MAX_PEOPLE, MAX_PEOPLE_LIMIT
 
 # Ranges of the options only the CLI has (the others are checked by the functions they go to).
@@ -26,46 +27,64 @@ MAX_SESSIONS = (1, 4096)
 MAX_UPLOAD_MB = (1, 4096)
 MAX_MESSAGE_KB = (1, 65536)
 MAX_FRAME_PIXELS = (64 * 64, 7680 * 4320)
+MAX_PIXELS = (64 * 64, 1 << 34)  # analyze, info, preprocess: --max-pixels (the default is media.MAX_PIXELS)
+PIXELS_HELP = f"largest image or video frame to decode, width x height (default {DEFAULT_PIXELS})"
 # Training recipes of the shipped model: command -> (emolite.recipes module, help). Their
 # options are the recipe module's own (`add_arguments`), parsed by `run_recipe`.
 RECIPES = {"train-face": ("face", "train the default model's face expert on FER2013 + face pool + CK+ (DATA folder)"),
            "train-default": ("default", "train the whole default model from the real data (DATA folder), resumable")}
 
 
+def pixel_limit(args):
+    """--max-pixels checked, as the `media.decode_limits` block every file is read in."""
+    from . import media
+
+    value = O.optional("--max-pixels", getattr(args, "max_pixels", None), *MAX_PIXELS, integer=True)
+    return media.decode_limits(pixels=int(value) if value is not None else DEFAULT_PIXELS)
+
+
 def cmd_info(args) -> int:
     """Print what each file holds, and whether faces are found in a few sampled frames."""
-    from . import media
-    from .faces import get_detector
-
     samples = O.number("--samples", args.samples, *SAMPLES, integer=True)
-    det = None if args.no_faces else get_detector()
-    status = 0
-    for path in args.files:
-        try:
-            info = media.probe(path)
-            if det is not None and info.get("has_video", info["kind"] == "image"):
-                found, sampled = [], 0
-                # Short windows and a stop after `samples` frames: a file that claims no duration
-                # (or a wrong one) is never held whole.
-                fps = 1.0 / max(info["duration"] / samples, 0.2) if info["duration"] else 1.0
-                for w in media.iter_windows(path, fps=fps, window=media.WINDOW, use_audio=False, max_side=None):
-                    if sampled >= samples:
-                        break
-                    for t, frame in zip(w.times, w.frames):
-                        if sampled >= samples:
-                            break
-                        sampled += 1
-                        faces = det(frame)
-                        found.append({"t": round(float(t), 2), "faces": len(faces),
-                                      "box": [round(float(v)) for v in faces[0].box] if faces else None})
-                info["faces"] = {"sampled_frames": sampled, "frames_with_face": sum(f["faces"] > 0 for f in found),
-                                 "samples": found[: args.samples]}
-        except EmoliteError as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 1
-            continue
-        print(json.dumps(info, indent=None if args.json else 1))
+    with pixel_limit(args):
+        from .faces import get_detector
+
+        det = None if args.no_faces else get_detector()
+        status = 0
+        for path in args.files:
+            try:
+                info = _info(path, det, samples)
+            except EmoliteError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
+                continue
+            print(json.dumps(info, indent=None if args.json else 1))
     return status
+
+
+def _info(path: str, det, samples: int) -> dict:
+    """One file's probe, and faces in up to `samples` frames of it."""
+    from . import media
+
+    info = media.probe(path)
+    if det is not None and info.get("has_video", info["kind"] == "image"):
+        found, sampled = [], 0
+        # Short windows and a stop after `samples` frames: a file that claims no duration
+        # (or a wrong one) is never held whole.
+        fps = 1.0 / max(info["duration"] / samples, 0.2) if info["duration"] else 1.0
+        for w in media.iter_windows(path, fps=fps, window=media.WINDOW, use_audio=False, max_side=None):
+            for t, frame in zip(w.times, w.frames):
+                if sampled >= samples:
+                    break
+                sampled += 1
+                faces = det(frame)
+                found.append({"t": round(float(t), 2), "faces": len(faces),
+                              "box": [round(float(v)) for v in faces[0].box] if faces else None})
+            if sampled >= samples:
+                break
+        info["faces"] = {"sampled_frames": sampled, "frames_with_face": sum(f["faces"] > 0 for f in found),
+                         "samples": found[:samples]}
+    return info
 
 
 def cmd_preprocess(args) -> int:
@@ -76,8 +95,9 @@ def cmd_preprocess(args) -> int:
     dataset = args.dataset or ("manifest" if root.suffix.lower() == ".csv" else "files")
     overrides = {"fps": args.fps, "face_size": args.face_size, "context_size": args.context_size,
                  "align": args.align or None, "detector": args.detector, "margin": args.margin}
+    pixels = O.optional("--max-pixels", args.max_pixels, *MAX_PIXELS, integer=True)
     summary = preprocess.run(dataset, root, args.out, workers=args.workers, limit=args.limit,
-                             progress=not args.quiet, ray=args.ray, shard=args.shard, **overrides)
+                             progress=not args.quiet, max_pixels=pixels, ray=args.ray, shard=args.shard, **overrides)
     print(preprocess.format_summary(summary))
     return 0 if summary["failed"] == 0 else 2
 
@@ -91,7 +111,7 @@ def cmd_demo(args) -> int:
     clip = make_clip(out / "demo.mp4", seconds=args.seconds)
     print(f"wrote {clip}")
     args.inputs, args.plot, args.window, args.hop, args.quiet = [str(clip)], True, None, None, False
-    args.out, args.people, args.max_people = str(out), False, MAX_PEOPLE
+    args.out, args.people, args.max_people, args.max_pixels = str(out), False, MAX_PEOPLE, None
     return cmd_analyze(args)
 
 
@@ -103,20 +123,23 @@ def cmd_analyze(args) -> int:
     analyze.check_window(args.window, args.hop)   # before the model loads
     max_people = int(O.number("--max-people", args.max_people, 1, MAX_PEOPLE_LIMIT, integer=True))
     ray, shard = getattr(args, "ray", None), getattr(args, "shard", None)
+    limit = pixel_limit(args)
     if ray is not None:   # the workers load the model: this process only writes the outputs
         from .cluster import run_analyze
 
         summary = run_analyze(args.inputs, args.model, out=args.out, plot=args.plot, window=args.window, hop=args.hop,
                               quiet=args.quiet, resume=args.resume, people=args.people, max_people=max_people,
-                              address=ray, workers=args.workers, device=O.device(args.device), shard=shard)
+                              address=ray, workers=args.workers, device=O.device(args.device), shard=shard,
+                              max_pixels=O.optional("--max-pixels", args.max_pixels, *MAX_PIXELS, integer=True))
     else:
         if getattr(args, "workers", None) is not None:
             raise O.OptionError("--workers needs --ray (split a job without Ray with --shard K/N)")
         model = load_model(args.model, device=args.device)
-        summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
-                              hop=args.hop, progress=not args.quiet, quiet=args.quiet,
-                              resume=getattr(args, "resume", False), people=args.people, max_people=max_people,
-                              shard=shard)
+        with limit:
+            summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
+                                  hop=args.hop, progress=not args.quiet, quiet=args.quiet,
+                                  resume=getattr(args, "resume", False), people=args.people, max_people=max_people,
+                                  shard=shard)
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
@@ -220,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=5, help="frames sampled for face detection")
     s.add_argument("--no-faces", action="store_true", help="skip face detection")
     s.add_argument("--json", action="store_true", help="one JSON line per file")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("preprocess", help="build the compact training cache from a dataset or a folder of media")
@@ -235,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--align", action="store_true", help="align faces on their 5 landmarks")
     s.add_argument("--detector", help="retinaface | whole | none")
     s.add_argument("--limit", type=int, help="only the first N items (a quick look)")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _cluster_options(s)
     s.set_defaults(func=cmd_preprocess)
@@ -260,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
     s.add_argument("--resume", action="store_true",
                    help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     _cluster_options(s)
     s.add_argument("--workers", type=int, help="with --ray: Ray workers (default: one per CPU of the cluster)")
     s.set_defaults(func=cmd_analyze)

@@ -156,8 +156,13 @@ class AnalyzeWorker:
 
     def analyze(self, path: str, kw: dict):
         """(Result, None) or (None, the one-line reason)."""
+        from contextlib import nullcontext
+
+        from . import media
         from .analyze import analyze_file
 
+        kw = dict(kw)
+        pixels = kw.pop("max_pixels", None)   # --max-pixels: the decode limit holds on the worker
         self.files += 1
         if self.kill_after and self.files > self.kill_after:   # test hook: die once, like a lost node
             import ray
@@ -165,7 +170,8 @@ class AnalyzeWorker:
             if not ray.get_runtime_context().was_current_actor_reconstructed:
                 os._exit(1)
         try:
-            return analyze_file(self.model, path, progress=False, **kw), None
+            with media.decode_limits(pixels=pixels) if pixels else nullcontext():
+                return analyze_file(self.model, path, progress=False, **kw), None
         except EmoliteError as e:
             return None, str(e)
         except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
@@ -247,7 +253,7 @@ def run_analyze(specs: list[str], model: str | None = None, out: str | None = No
                 window: float | None = None, hop: float | None = None, quiet: bool = False, print_fn=print,
                 resume: bool = False, people: bool = False, max_people: int | None = None,
                 address: str | None = None, workers: int | None = None, device: str = "cpu",
-                shard: str | None = None, _kill_after: int = 0) -> dict:
+                shard: str | None = None, max_pixels: int | None = None, _kill_after: int = 0) -> dict:
     """analyze.run on a Ray cluster: the same outputs (rows in input order once the run ends),
     the same summary, plus `seconds_to_first_result` and `wall_seconds`."""
     from . import analyze as A
@@ -276,7 +282,7 @@ def run_analyze(specs: list[str], model: str | None = None, out: str | None = No
                 print_fn(f"{f}: finished in the earlier run (--resume)")
         else:
             todo.append(f)
-    kw = dict(window=window, hop=hop, people=people, max_people=max_people or MAX_PEOPLE)
+    kw = dict(window=window, hop=hop, people=people, max_people=max_people or MAX_PEOPLE, max_pixels=max_pixels)
     try:
         for f, r, err in analyze_files(todo, model, address, workers, device, _kill_after=_kill_after, **kw):
             first = first or time.time() - t0

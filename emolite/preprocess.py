@@ -59,13 +59,18 @@ def preprocess_config(**overrides) -> dict:
 
 _DETECTOR = None
 _INIT_ERROR: str | None = None   # why this worker could not start; every item then reports it once
+_MAX_PIXELS = media.MAX_PIXELS   # this worker's pixel limit (media.decode_limits per item)
 
 
-def _init_worker(cfg: dict, threads: int) -> None:
-    """Per-process setup: one detector, one thread each (the processes give the parallelism).
-    Never raises: a Pool restarts a worker whose initializer fails, forever."""
-    global _DETECTOR, _INIT_ERROR
+def _init_worker(cfg: dict, threads: int, max_pixels: int | None = None, watch_parent: bool = False) -> None:
+    """Per-process setup: one detector, one thread each (the processes give the parallelism),
+    the pixel limit, and (in a pool) an exit as soon as the parent dies. Never raises: a Pool
+    restarts a worker whose initializer fails, forever."""
+    global _DETECTOR, _INIT_ERROR, _MAX_PIXELS
     _INIT_ERROR = None
+    _MAX_PIXELS = max_pixels or media.MAX_PIXELS
+    if watch_parent:
+        _exit_with_parent()
     try:
         import cv2
 
@@ -140,13 +145,34 @@ def _process(item: Item, key: str, res: dict, cdir: str, cfg: dict) -> dict:
 
 
 def _run_one(args):
-    return process_item(*args)
+    with media.decode_limits(pixels=_MAX_PIXELS):
+        return process_item(*args)
+
+
+def _exit_with_parent() -> None:
+    """A pool worker whose parent was killed (kill -9) exits at once and quietly: otherwise it
+    finishes its item and prints a BrokenPipeError traceback sending the result to nobody."""
+    import multiprocessing as mp
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = None, limit: int | None = None,
-        progress: bool = True, dataset_opts: dict | None = None, ray: str | None = None, shard: str | None = None,
-        **cfg_overrides) -> dict:
+        progress: bool = True, dataset_opts: dict | None = None, max_pixels: int | None = None,
+        ray: str | None = None, shard: str | None = None, **cfg_overrides) -> dict:
     """Preprocess a dataset into `out/<config hash>/`. Returns (and writes) a summary.
+    `max_pixels`: the largest image or video frame decoded (default media.MAX_PIXELS).
     `ray`: on a Ray cluster (an address, or "local"; see emolite.cluster; `workers` = Ray workers);
     `shard="K/N"`: only this machine's 1/N of the items, by key (see emolite.shard)."""
     cfg = preprocess_config(**cfg_overrides)
@@ -163,11 +189,11 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
         items = select_keys(items, [it.key or safe_key(it.path) for it in items], shard)
     cdir = cache.cache_dir(out, cfg)
     with cache.run_lock(cdir):   # alone on the cache: temp files a killed run left are cleaned
-        return _run(dataset, root, items, problems, cdir, cfg, workers, progress, ray)
+        return _run(dataset, root, items, problems, cdir, cfg, workers, progress, max_pixels, ray)
 
 
 def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir: Path, cfg: dict,
-         workers: int | None, progress: bool, ray: str | None = None) -> dict:
+         workers: int | None, progress: bool, max_pixels: int | None = None, ray: str | None = None) -> dict:
     """run's work, under the cache's run lock."""
     from tqdm import tqdm
 
@@ -180,15 +206,18 @@ def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir
     bar = tqdm(total=len(jobs), desc=f"preprocess {dataset}", unit="clip", disable=not progress, dynamic_ncols=True)
     pool = None
     if ray is not None:   # Ray workers write the entries; this process keeps the lock and the index
+        from functools import partial
+
         from .cluster import preprocess_items
-        results = preprocess_items(jobs, _init_worker, process_item, ray, ray_workers)
+        results = preprocess_items(jobs, partial(_init_worker, max_pixels=max_pixels), process_item, ray, ray_workers)
     elif workers == 1:
-        _init_worker(cfg, 1)
+        _init_worker(cfg, 1, max_pixels)
         results = map(_run_one, jobs)
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, 1))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                            initargs=(cfg, 1, max_pixels, True))
         results = pool.imap_unordered(_run_one, jobs, chunksize=1)
     try:
         for res in results:
