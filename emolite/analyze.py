@@ -27,6 +27,7 @@ from .options import optional
 from .people import MAX_PEOPLE, PeopleTracker
 from .outputs import CsvSink, Outputs, plot_timeline  # noqa: F401  (CsvSink, plot_timeline: public since the first release)
 from .media import HOP, WINDOW  # noqa: F401  (public since the first release; analysis uses the model spec's window)
+from .shard import select as _select_shard, write_manifest
 from .spec import InputSpec
 from .vad import bad_audio_note
 
@@ -389,14 +390,22 @@ def _fail(failed: list, print_fn, path: str, reason: str) -> None:
     print_fn(f"error: {path}: {reason}" if not reason.startswith(path) else f"error: {reason}")
 
 
+def shard_inputs(specs: list[str], files: list[Path], shard: str | None) -> tuple[list[Path], dict | None]:
+    """--shard K/N: this shard's files and its manifest (None, None-manifest: every file)."""
+    return (files, None) if shard is None else _select_shard(specs, files, shard)
+
+
 def run(specs: list[str], model: Model, out: str | None = None, plot: bool = False, window: float | None = None,
         hop: float | None = None, progress: bool = True, quiet: bool = False, print_fn=print,
-        resume: bool = False, people: bool = False, max_people: int = MAX_PEOPLE) -> dict:
+        resume: bool = False, people: bool = False, max_people: int = MAX_PEOPLE, shard: str | None = None) -> dict:
     """The CLI's job: every input, one table each; CSV/JSON/PNG under `out`. Never stops on a bad
-    file or a failed write; `resume` skips files an earlier run into the same `out` finished."""
+    file or a failed write; `resume` skips files an earlier run into the same `out` finished.
+    `shard="K/N"`: only this machine's 1/N of the inputs (see emolite.shard; `emolite merge`)."""
     check_window(window, hop)
     files, problems = expand_inputs(specs)
+    files, manifest = shard_inputs(specs, files, shard)
     o = Outputs(out, resume)
+    write_manifest(o.record, manifest)
     if plot and o.dir is None:
         check_writable(".")
     results, failed = [], []

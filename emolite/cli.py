@@ -97,7 +97,7 @@ def cmd_preprocess(args) -> int:
                  "align": args.align or None, "detector": args.detector, "margin": args.margin}
     pixels = O.optional("--max-pixels", args.max_pixels, *MAX_PIXELS, integer=True)
     summary = preprocess.run(dataset, root, args.out, workers=args.workers, limit=args.limit,
-                             progress=not args.quiet, max_pixels=pixels, **overrides)
+                             progress=not args.quiet, max_pixels=pixels, ray=args.ray, shard=args.shard, **overrides)
     print(preprocess.format_summary(summary))
     return 0 if summary["failed"] == 0 else 2
 
@@ -122,15 +122,50 @@ def cmd_analyze(args) -> int:
 
     analyze.check_window(args.window, args.hop)   # before the model loads
     max_people = int(O.number("--max-people", args.max_people, 1, MAX_PEOPLE_LIMIT, integer=True))
+    ray, shard = getattr(args, "ray", None), getattr(args, "shard", None)
     limit = pixel_limit(args)
-    model = load_model(args.model, device=args.device)
-    with limit:
-        summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
-                              hop=args.hop, progress=not args.quiet, quiet=args.quiet,
-                              resume=getattr(args, "resume", False), people=args.people, max_people=max_people)
+    if ray is not None:   # the workers load the model: this process only writes the outputs
+        from .cluster import run_analyze
+
+        summary = run_analyze(args.inputs, args.model, out=args.out, plot=args.plot, window=args.window, hop=args.hop,
+                              quiet=args.quiet, resume=args.resume, people=args.people, max_people=max_people,
+                              address=ray, workers=args.workers, device=O.device(args.device), shard=shard,
+                              max_pixels=O.optional("--max-pixels", args.max_pixels, *MAX_PIXELS, integer=True))
+    else:
+        if getattr(args, "workers", None) is not None:
+            raise O.OptionError("--workers needs --ray (split a job without Ray with --shard K/N)")
+        model = load_model(args.model, device=args.device)
+        with limit:
+            summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
+                                  hop=args.hop, progress=not args.quiet, quiet=args.quiet,
+                                  resume=getattr(args, "resume", False), people=args.people, max_people=max_people,
+                                  shard=shard)
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
+
+
+def cmd_merge(args) -> int:
+    """`emolite merge`: exit 2 when a file failed or no shard has it."""
+    from .merge import merge
+
+    s = merge(args.dirs, args.out)
+    for f in s["failed"]:
+        print(f"failed: {f['path']}: {f['reason']}", file=sys.stderr)
+    for k in s["missing"][:20]:
+        print(f"missing: {k} (in no shard's finished files: run its shard again with --resume)", file=sys.stderr)
+    if len(s["missing"]) > 20:
+        print(f"missing: ... {len(s['missing']) - 20} more (all in {Path(args.out) / 'emotions.json'})", file=sys.stderr)
+    print(f"merged {len(args.dirs)} folders: {s['analyzed']} of {s['files']} files into {args.out}")
+    return 0 if not (s["failed"] or s["missing"]) else 2
+
+
+def _cluster_options(s: argparse.ArgumentParser) -> None:
+    """--ray and --shard (emolite.cluster, emolite.shard), shared by analyze and preprocess."""
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on a Ray cluster (ray://host:10001, host:6379 or auto; no address: a local Ray instance)")
+    s.add_argument("--shard", metavar="K/N", help="only the K-th of N deterministic parts of the inputs "
+                                                   "(SLURM arrays, indexed jobs); combine with `emolite merge`")
 
 
 def cmd_train(args) -> int:
@@ -263,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="only the first N items (a quick look)")
     s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _cluster_options(s)
     s.set_defaults(func=cmd_preprocess)
 
     s = sub.add_parser("demo", help="write the built-in example clip and analyse it")
@@ -287,7 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true",
                    help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")
     s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
+    _cluster_options(s)
+    s.add_argument("--workers", type=int, help="with --ray: Ray workers (default: one per CPU of the cluster)")
     s.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("merge", help="combine the output folders of `analyze --shard K/N` runs into one")
+    s.add_argument("dirs", nargs="+", help="the shards' -o folders")
+    s.add_argument("-o", "--out", required=True, help="folder for the merged emotions.csv/.jsonl/.json")
+    s.set_defaults(func=cmd_merge)
 
     _add_model_commands(sub)
 

@@ -149,8 +149,10 @@ class EpochBatchSampler:
         start = 0
         if self.skip_epoch == self.epoch:
             start, self.skip_epoch, self.skip = self.skip, -1, 0
-        for b, batch in enumerate(batches[start:], start):
-            yield [(i, self.epoch, b * self.batch_size + j) for j, i in enumerate(batch)] if self.with_epoch else batch
+        rank, world = _dist(self.shard)   # a sample's place in the whole epoch, not on this rank: its random
+        for b, batch in enumerate(batches[start:], start):   # window is the same whatever the world size
+            yield [(i, self.epoch, (b * self.batch_size + j) * world + rank) for j, i in enumerate(batch)] \
+                if self.with_epoch else batch
 
 
 class ResumableLoader(DataLoader):

@@ -167,9 +167,11 @@ def _exit_with_parent() -> None:
 
 def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = None, limit: int | None = None,
         progress: bool = True, dataset_opts: dict | None = None, max_pixels: int | None = None,
-        **cfg_overrides) -> dict:
+        ray: str | None = None, shard: str | None = None, **cfg_overrides) -> dict:
     """Preprocess a dataset into `out/<config hash>/`. Returns (and writes) a summary.
-    `max_pixels`: the largest image or video frame decoded (default media.MAX_PIXELS)."""
+    `max_pixels`: the largest image or video frame decoded (default media.MAX_PIXELS).
+    `ray`: on a Ray cluster (an address, or "local"; see emolite.cluster; `workers` = Ray workers);
+    `shard="K/N"`: only this machine's 1/N of the items, by key (see emolite.shard)."""
     cfg = preprocess_config(**cfg_overrides)
     limit = optional("--limit", limit, 1, integer=True)
     workers = optional("--workers", workers, 1, MAX_WORKERS, integer=True)
@@ -179,27 +181,35 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
         items = items[:limit]
     if not items and not problems:
         raise EmoliteError(f"no {dataset} items found; check the folder layout (see README)", root)
+    if shard is not None:
+        from .shard import select_keys
+        items = select_keys(items, [it.key or safe_key(it.path) for it in items], shard)
     cdir = cache.cache_dir(out, cfg)
     with cache.run_lock(cdir):   # alone on the cache: temp files a killed run left are cleaned
-        return _run(dataset, root, items, problems, cdir, cfg, workers, progress, max_pixels)
+        return _run(dataset, root, items, problems, cdir, cfg, workers, progress, max_pixels, ray)
 
 
 def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir: Path, cfg: dict,
-         workers: int | None, progress: bool, max_pixels: int | None = None) -> dict:
+         workers: int | None, progress: bool, max_pixels: int | None = None, ray: str | None = None) -> dict:
     """run's work, under the cache's run lock."""
     from tqdm import tqdm
 
-    workers = max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
+    ray_workers, workers = workers, max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
     t0 = time.time()
     # Items and windows are counted apart: one long item is many windows (entries).
     counts = {"done": 0, "reused": 0, "claimed": 0, "failed": 0, "skipped": len(problems), "no_face": 0, "windows": 0}
     failures = [{"path": p, "status": "skipped", "reason": r} for p, r in problems]
     jobs = [(it, str(cdir), cfg) for it in items]
     bar = tqdm(total=len(jobs), desc=f"preprocess {dataset}", unit="clip", disable=not progress, dynamic_ncols=True)
-    if workers == 1:
+    pool = None
+    if ray is not None:   # Ray workers write the entries; this process keeps the lock and the index
+        from functools import partial
+
+        from .cluster import preprocess_items
+        results = preprocess_items(jobs, partial(_init_worker, max_pixels=max_pixels), process_item, ray, ray_workers)
+    elif workers == 1:
         _init_worker(cfg, 1, max_pixels)
         results = map(_run_one, jobs)
-        pool = None
     else:
         import multiprocessing as mp
 
@@ -219,6 +229,8 @@ def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir
             bar.update(1)
     finally:
         bar.close()
+        if ray is not None:
+            results.close()   # an interrupted run: the Ray workers stop
         if pool is not None:
             if bar.n < len(jobs):  # interrupted: don't wait for the queued items
                 pool.terminate()
