@@ -20,7 +20,10 @@ Classifier: StandardScaler + SVC(kernel="linear", C=0.01, class_weight="balanced
 setting of benchmarks/emodb.py and ravdess.py (issue #12). Variants: "plain" (scaler fitted on
 the four training corpora; the issue's baseline) and "corpus_norm" (each corpus, the held-out
 one included, z-scored on its own features before the same pipeline: unsupervised adaptation
-that needs the test corpus's statistics, as ravdess.py's compare_svm_per_corpus_norm).
+that needs the test corpus's statistics, as ravdess.py's compare_svm_per_corpus_norm) and
+"balanced" (the plain features; per-item weights from splits.balance_weights over corpus ->
+speaker -> class instead of the class weights: every training corpus, each of its speakers and
+each speaker's classes count the same).
 Reported per held-out corpus: UAR (macro recall over its classes), accuracy, neutral recall,
 the largest class's share of the answers (issue target: at most 0.40), per-class recall and the
 confusion matrix; and the mean over corpora. Prints JSON; saves docs/results/<name>.json.
@@ -44,10 +47,11 @@ import common as C  # noqa: E402
 import voice_common as V  # noqa: E402
 
 CORPORA = ("emodb", "ravdess", "nemo", "ased", "turev")
-VARIANTS = ("plain", "corpus_norm")
+VARIANTS = ("plain", "corpus_norm", "balanced")
 FEATURE_SET = "ComParE_2016"
 KERNEL_CACHE_MB = 1000    # libsvm's kernel cache: speed only, the fit is the same
 MAX_CLASS_SHARE = 0.40    # issue #20's "no collapse" bound
+BALANCED_LEVELS = ("dataset", "speaker", "label")   # the "balanced" variant's sample weights
 
 
 def corpus_items(data: Path) -> list:
@@ -118,18 +122,20 @@ def corpus_features(items: list, root: Path) -> np.ndarray:
     return np.concatenate(X)
 
 
-def svm_fit_predict(X_tr: np.ndarray, y_tr, X_te: np.ndarray) -> list[str]:
+def svm_fit_predict(X_tr: np.ndarray, y_tr, X_te: np.ndarray, weights: np.ndarray | None = None) -> list[str]:
     """voice_common.svm_fit's model (StandardScaler + linear SVC, C = V.SVM_C, balanced classes)
     with the linear kernel computed once by BLAS (SVC(kernel="precomputed") on the standardised
-    features' Gram matrix: the same solution, but minutes instead of an hour on 7,000 x 6,373)."""
+    features' Gram matrix: the same solution, but minutes instead of an hour on 7,000 x 6,373).
+    With `weights` (per training item, mean 1) those replace the class weights."""
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
     scaler = StandardScaler().fit(X_tr)
     A = scaler.transform(X_tr).astype(np.float64)
     B = scaler.transform(X_te).astype(np.float64)
-    svc = SVC(kernel="precomputed", C=V.SVM_C, class_weight="balanced", cache_size=KERNEL_CACHE_MB)
-    svc.fit(A @ A.T, list(y_tr))
+    svc = SVC(kernel="precomputed", C=V.SVM_C, class_weight="balanced" if weights is None else None,
+              cache_size=KERNEL_CACHE_MB)
+    svc.fit(A @ A.T, list(y_tr), sample_weight=weights)
     return [str(p) for p in svc.predict(B @ A.T)]
 
 
@@ -141,16 +147,17 @@ def per_corpus_z(X: np.ndarray, corpus: np.ndarray) -> np.ndarray:
     return Z
 
 
-def fold_answers(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, memo: Path) -> dict:
+def fold_answers(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, memo: Path,
+                 weights: np.ndarray | None = None) -> dict:
     """The SVM's answers on the test rows (memoised by the data, so a rerun skips the fit)."""
     h = hashlib.sha1()
-    for part in (X[train], X[test], y[train], np.float64(V.SVM_C)):
+    for part in (X[train], X[test], y[train], np.float64(V.SVM_C)) + (() if weights is None else (weights,)):
         h.update(np.ascontiguousarray(part).tobytes())
     f = memo / f"{h.hexdigest()[:16]}.json"
     if f.exists():
         return json.loads(f.read_text())
     t = time.time()
-    pred = svm_fit_predict(X[train], y[train], X[test])
+    pred = svm_fit_predict(X[train], y[train], X[test], weights)
     out = {"pred": pred, "fit_seconds": time.time() - t, "n_train": int(train.sum())}
     memo.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(out))
@@ -183,7 +190,7 @@ def main() -> None:
     ap.add_argument("--features-only", action="store_true", help="extract and cache the features, fit nothing")
     ap.add_argument("--name", default="voice_loco_svm", help="result name (docs/results/<name>.json)")
     args = ap.parse_args()
-    from emolite.data.splits import loco_folds
+    from emolite.data.splits import balance_weights, loco_folds
 
     t0 = time.time()
     items = corpus_items(args.data)
@@ -205,7 +212,7 @@ def main() -> None:
            "items": {c: int((corpus == c).sum()) for c in CORPORA},
            "speakers": {c: len({it.speaker for it in items if it.dataset == c}) for c in CORPORA},
            "max_class_share_target": MAX_CLASS_SHARE, "environment": C.environment()}
-    feats = {"plain": X, "corpus_norm": per_corpus_z(X, corpus) if "corpus_norm" in variants else None}
+    feats = {"plain": X, "balanced": X, "corpus_norm": per_corpus_z(X, corpus) if "corpus_norm" in variants else None}
     held = [c for c in args.held_out.split(",") if c]
     for variant in variants:
         rows = {}
@@ -214,7 +221,11 @@ def main() -> None:
             train[[keys[it.key] for it in fold.train + fold.dev]] = True
             test = np.zeros(len(items), bool)
             test[[keys[it.key] for it in fold.test]] = True
-            ans = fold_answers(feats[variant], y, train, test, args.features / "svm" / variant)
+            w = None
+            if variant == "balanced":   # the training items in row order, weighted as balance_weights says
+                w = np.array(balance_weights([items[i] for i in np.flatnonzero(train)], BALANCED_LEVELS))
+                w *= len(w)
+            ans = fold_answers(feats[variant], y, train, test, args.features / "svm" / variant, w)
             rows[fold.held_out] = {"classes": list(fold.classes), "n_train": ans["n_train"],
                                    "fit_seconds": ans["fit_seconds"],
                                    **fold_scores(list(y[test]), ans["pred"], fold.classes)}
