@@ -14,14 +14,13 @@ release), cmvn (per-band mean/variance over time: what became audio_norm="band")
     python benchmarks/audio_pilot.py ../shared/data --ds emodb --norm cmvn --folds 0,1,2
     python benchmarks/audio_pilot.py ../shared/data --ds ravdess --svm --folds 0,1
 
-Reads the caches benchmarks/emodb.py and benchmarks/ravdess.py made (run those first).
+Reads the caches benchmarks/emodb.py and benchmarks/bench_ravdess.py made (run those first).
 Results of the runs that chose the recipe: docs/results/audio_pilot.jsonl.
 """
 import argparse, json, math, sys, time
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common as Cm  # noqa: E402
+import common as Cm
 from emolite import cache
 from emolite.augment import AUGMENT_DEFAULTS, augment_audio, fit_length
 from emolite.models import build_model

@@ -13,13 +13,11 @@ Prints JSON and saves it to docs/results/<name>.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
 

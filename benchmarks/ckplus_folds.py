@@ -1,12 +1,12 @@
 """CK+48 10-fold by subject for the shipped face expert's recipe (issue #11), HOG + SVM beside it.
 
-    python scripts/train_face.py ../shared/data --work W --name pre_nock --exclude ckplus48 --epochs 10
+    python -m emolite.recipes.face ../shared/data --work W --name pre_nock --exclude ckplus48 --epochs 10
     python benchmarks/ckplus_folds.py ../shared/data --pretrained W/pre_nock/best.pt
 
 The shipped face expert trains on 80 % of CK+'s subjects, so it cannot be scored by 10-fold.
 Here the same network is first trained without any CK+ image (FER2013 + the face pool,
 `--exclude ckplus48`), then, per fold, fine-tuned on the 8 training folds (the video
-augmentation of scripts/train_face.py, SGD lr `--lr`, cosine, `--epochs` epochs), the epoch
+augmentation of emolite/recipes/face.py, SGD lr `--lr`, cosine, `--epochs` epochs), the epoch
 chosen on the next fold (dev), scored on the held-out fold. Folds:
 emolite.data.splits.speaker_folds(k=10, seed 0) over `subject` (no subject in two folds), as
 benchmarks/ckplus.py. Crops: the user path (`train_face.user_path_crops`: the detector and
@@ -26,10 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import common as C  # noqa: E402
+import common as C
 
 K = 10
 SVM_CS = (0.001, 0.01, 0.1, 1.0)
@@ -56,7 +54,7 @@ def finetune(init: str, x: np.ndarray, y: np.ndarray, tr: np.ndarray, dev: np.nd
     """Fine-tune the pretrained expert on `tr`; the epoch with the best dev accuracy scores `te`."""
     import torch
     import torch.nn.functional as F
-    import train_face
+    from emolite.recipes import face as train_face
 
     from emolite.models import load_checkpoint
 
@@ -96,7 +94,7 @@ def main() -> None:
     ap.add_argument("--name", default="ckplus_folds")
     args = ap.parse_args()
     C.setup(args.threads)
-    import train_face
+    from emolite.recipes import face as train_face
 
     from emolite.data import load_dataset
     from emolite.data.splits import speaker_folds

@@ -6,9 +6,18 @@
   the shared entries, with `split` rewritten), so k folds need one preprocessing pass.
 - `train_eval`: emolite.train.run on a view + the test predictions; a finished run with the
   same settings is reused, so a killed benchmark resumes where it stopped.
-- `smile_features` / `svm_fit_predict`: openSMILE functionals (cached under the work dir) and
-  a standardised linear SVM whose C is chosen by inner speaker-grouped CV.
-- `scores`, `fold_summary`, `emit`: metrics, mean/pooled summaries, JSON output.
+- `smile_features` / `svm_fit_predict` / `svm_fit` + `svm_labels`: the SVM baselines:
+  openSMILE functionals (cached under the work dir) and a standardised linear SVM whose C is
+  chosen by inner speaker-grouped CV, or fixed (SVM_C); answers optionally restricted to some
+  classes (one-vs-rest decision values).
+- `scores`, `fold_summary`: emolite.metrics' scores (the package's one rule for classes absent
+  from the truth), mean/pooled fold summaries.
+- `median_ms`: the one timing method (median of REPEATS timed repeats after a warm-up).
+- `peak_rss`: the one peak-memory method (getrusage(RUSAGE_CHILDREN) in a fresh helper).
+- `emit`: the one result writer (JSON on stdout + docs/results/<name>.json).
+
+Scripts import this module as `import common` (run as `python benchmarks/X.py`, the folder is
+on sys.path); they import emolite, never scripts or each other's sys.path tricks.
 
 Work dir: $EMOLITE_BENCH_DIR or /tmp/bench (caches, views, runs, feature caches).
 """
@@ -22,7 +31,10 @@ import json
 import logging
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -93,6 +105,61 @@ def environment() -> dict:
             "cpus": os.cpu_count(), "gpu": torch.cuda.is_available()}
 
 
+# ----------------------------------------------------------------------------- timing and memory
+
+REPEATS = 20   # timed repeats behind every median_ms figure
+
+
+def median_ms(fn: Callable[[], object], repeats: int = REPEATS, calls: int = 1, warmup: int = 3) -> float:
+    """Milliseconds per call of fn: the median over `repeats` timings of `calls` calls each,
+    after `warmup` untimed calls. The median, not the best (which flatters) nor the mean
+    (which one busy moment of the shared machine pulls up)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - t) * 1000 / calls)
+    times.sort()
+    mid = len(times) // 2
+    return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
+
+
+_RSS_HELPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[2:]).returncode; "
+               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+               "sys.exit(r)")
+
+
+def peak_rss(cmd: Sequence[str], timeout: float | None = None) -> dict:
+    """Run cmd; {"peak_rss_mb" (its largest process's peak), "exit", "stdout", "stderr", "wall_s",
+    "timed_out"}.
+
+    The one memory method of benchmarks/: ru_maxrss of getrusage(RUSAGE_CHILDREN), read by a
+    fresh bare interpreter that only starts cmd and waits. Why this and not /proc VmHWM: it
+    works for any command (VmHWM has to be read by the process itself before it exits, or
+    polled), it counts the peak of every process cmd starts (workers included: the largest
+    one), and nothing is missed between samples. The helper matters: ru_maxrss keeps the peak
+    of the process a child was forked from across fork+exec, so read in the benchmark itself
+    (torch loaded) it would report the benchmark; the bare helper is ~10 MB."""
+    with tempfile.TemporaryDirectory(prefix="emolite-rss-") as d:
+        out = Path(d) / "maxrss_kb"
+        t = time.time()
+        p = subprocess.Popen([sys.executable, "-c", _RSS_HELPER, str(out), *map(str, cmd)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = p.communicate(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:   # the whole group: the helper and what it started
+            os.killpg(p.pid, signal.SIGKILL)
+            stdout, stderr = p.communicate()
+            timed_out = True
+        kb = out.read_text() if out.exists() else ""
+        return {"peak_rss_mb": round(int(kb) / 1024, 1) if kb else None, "exit": p.returncode, "stdout": stdout,
+                "stderr": stderr, "wall_s": round(time.time() - t, 2), "timed_out": timed_out}
+
+
 # ----------------------------------------------------------------------------- caches and views
 
 def preprocess_cache(loader: str, root: str | Path, name: str, dataset_opts: dict | None = None,
@@ -129,34 +196,7 @@ def make_view(rows: Sequence[dict], split_of: Callable[[dict], str | tuple | Non
     return view_dir
 
 
-def split_counts(rows: Sequence[dict], split_of: Callable[[dict], str | tuple | None]) -> dict:
-    out: dict[str, int] = {}
-    for r in rows:
-        s = split_of(r)
-        for split in (s,) if isinstance(s, str) else s or ():
-            out[split] = out.get(split, 0) + 1
-    return out
-
-
 # ----------------------------------------------------------------------------- training
-
-def add_training_args(ap, epochs: int = 20) -> None:
-    """The options every voice benchmark shares (our model's schedule and protocol)."""
-    ap.add_argument("--epochs", type=int, default=epochs)
-    ap.add_argument("--patience", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--keep", choices=("last", "best"), default="last",
-                    help="last (default): fixed epochs on every non-test speaker, final weights; "
-                         "best: dev speakers held out, early stopping + best checkpoint on them")
-    ap.add_argument("--set", action="append", default=[], help="extra emolite config override (repeatable)")
-
-
-def dev_split(keep: str) -> str | tuple[str, str]:
-    """The split of dev speakers: held out ("best"), or trained on and only logged ("last")."""
-    return ("train", "dev") if keep == "last" else "dev"
-
 
 def _tag(overrides: Iterable[str]) -> str:
     return hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:8]
@@ -208,42 +248,27 @@ def train_eval(view: str | Path, overrides: list[str], group: str, name: str, re
             "run_dir": str(run_dir)}
 
 
-def evaluate_on(checkpoint: str | Path, view: str | Path, split: str = "test") -> dict:
-    """emolite.evaluate.run on a view; adds y_true/y_pred lists."""
-    from emolite import evaluate
-
-    out = Path(view) / f"eval_{split}"
-    with quiet():
-        res = evaluate.run(checkpoint, view, split=split, out_dir=out)
-    y_true, y_pred = [], []
-    with open(out / "predictions.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            y_true.append(row["label"])
-            y_pred.append(row["pred"])
-    return {"result": res, "y_true": y_true, "y_pred": y_pred}
-
-
 # ----------------------------------------------------------------------------- metrics
 
 def scores(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str] | None = None) -> dict:
-    """accuracy, UAR (macro recall) and macro F1 over the classes present in y_true."""
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
+    """n, accuracy, UAR and macro F1 by `emolite.metrics` (macro averages over the classes
+    present in y_true; an answer outside `classes`, e.g. "(no voice)", is simply wrong)."""
+    from emolite.metrics import scores as metric_scores
 
-    present = sorted(set(y_true)) if classes is None else [c for c in classes if c in set(y_true)]
-    return {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred)),
-            "uar": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-            "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))}
+    s = metric_scores(list(y_true), list(y_pred), classes)
+    return {k: s[k] for k in ("n", "accuracy", "uar", "f1_macro")}
 
 
 def per_class_recall(y_true: Sequence[str], y_pred: Sequence[str]) -> dict:
-    yt, yp = np.asarray(y_true), np.asarray(y_pred)
-    return {c: float(np.mean(yp[yt == c] == c)) for c in sorted(set(y_true))}
+    from emolite.metrics import per_class_recall as recall
+
+    return recall(y_true, y_pred)
 
 
 def confusion(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> list[list[int]]:
-    from sklearn.metrics import confusion_matrix
+    from emolite.metrics import confusion_of
 
-    return confusion_matrix(y_true, y_pred, labels=list(classes)).tolist()
+    return confusion_of(y_true, y_pred, classes)
 
 
 def fold_summary(folds: list[dict], classes: Sequence[str] | None = None) -> dict:
@@ -325,21 +350,29 @@ def svm_fit_predict(X_tr: np.ndarray, y_tr: Sequence[str], groups_tr: Sequence[s
     memo.write_text(json.dumps({"pred": pred, "C": c}))
     return pred, c
 
+SVM_C = 0.01   # issue #12's fixed C for the ComParE baseline
 
 
-def svm_folds(X: np.ndarray, y: np.ndarray, groups: np.ndarray, test_masks: Iterable[np.ndarray],
-              classes: Sequence[str]) -> dict:
-    """`svm_fit_predict` on each fold (train = everything outside its test mask): chosen C,
-    time, fold scores and pooled recall per class."""
-    folds, cs = [], []
-    t = time.time()
-    for te in test_masks:
-        pred, c = svm_fit_predict(X[~te], y[~te], groups[~te], X[te])
-        folds.append({"y_true": list(y[te]), "y_pred": pred})
-        cs.append(c)
-    return {"C_chosen": cs, "seconds": time.time() - t, **fold_summary(folds, classes),
-            "per_class_recall_pooled": per_class_recall([v for f in folds for v in f["y_true"]],
-                                                        [v for f in folds for v in f["y_pred"]])}
+def svm_fit(X: np.ndarray, y: Sequence[str], c: float = SVM_C):
+    """StandardScaler + SVC(kernel="linear", class_weight="balanced") at a fixed C = c (the voice
+    benchmarks of issue #12; `svm_fit_predict` chooses C by inner CV instead)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced")).fit(X, list(y))
+
+
+def svm_labels(model, X: np.ndarray, allowed: Sequence[str] | None = None) -> list[str]:
+    """The SVM's answers; with `allowed`, the best-scoring class among those only (one-vs-rest
+    decision values), i.e. the excluded classes cannot be answered."""
+    if allowed is None:
+        return [str(p) for p in model.predict(X)]
+    classes = list(model.classes_)
+    d = model.decision_function(X)
+    cols = [classes.index(c) for c in allowed if c in classes]
+    return [classes[cols[j]] for j in np.argmax(d[:, cols], axis=1)]
+
 
 def zscore(X: np.ndarray) -> np.ndarray:
     """Standardise features on the set itself (per-corpus normalisation for cross-corpus tests)."""

@@ -4,7 +4,7 @@
     python benchmarks/emodb.py ../shared/data [--epochs 30] [--jobs 2] [--folds 0,1] [--name voice_emodb]
 
 Fold i: test = speaker i; both systems train on the other 9 speakers.
-Ours: scripts/train_default.py's voice recipe (`audio` model, band-normalised log-mel CNN-LSTM,
+Ours: emolite/recipes/default.py's voice recipe (`audio` model, band-normalised log-mel CNN-LSTM,
 3-s input, weighted sampler, batch 32, fixed epochs with the final weights kept (`optim.keep
 = "last"`), noise 5-30 dB SNR and gain ±20 dB augmentation), with EmoDB's 7 classes. The
 next speaker is only a logged validation monitor (it trains too; nothing is selected on it).
@@ -26,14 +26,12 @@ emodb_v1.json and are not comparable.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 CLASSES = ["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"]
 
@@ -90,9 +88,9 @@ def main() -> None:
     for i in folds:
         te = g == speakers[i]
         ours.append({"y_true": list(y[te]), "y_pred": [V.label_of(res["probs"][j]) for j in np.flatnonzero(te)]})
-        model = V.svm_fit(X_all[~te], y[~te])
-        svm.append({"y_true": list(y[te]), "y_pred": V.svm_labels(model, X_all[te])})
-    out["ours"] = {"model": "emolite audio, the shipped voice recipe (scripts/train_default.py train_voice)",
+        model = C.svm_fit(X_all[~te], y[~te])
+        svm.append({"y_true": list(y[te]), "y_pred": C.svm_labels(model, X_all[te])})
+    out["ours"] = {"model": "emolite audio, the shipped voice recipe (emolite/recipes/default.py train_voice)",
                    "overrides": ov, "scoring": "predict(audio=) on the whole file: VAD, 3-s windows, 1-s hop, mean",
                    **V.summary(ours, CLASSES), "epochs_run": [r["result"].get("epochs") for r in runs],
                    "train_seconds_sum": sum(r["seconds"] for r in runs), "train_wall_seconds": train_wall,
@@ -100,7 +98,7 @@ def main() -> None:
     out["ours_centre_window"] = {"scoring": "emolite evaluate at the end of training: one centred 3-s window",
                                  **C.fold_summary(runs, CLASSES)}
     out["compare_svm"] = {"features": f"openSMILE ComParE_2016 functionals ({X_all.shape[1]}) of the whole utterance",
-                          "classifier": f"StandardScaler + SVC(kernel=linear, C={V.SVM_C}, class_weight=balanced), "
+                          "classifier": f"StandardScaler + SVC(kernel=linear, C={C.SVM_C}, class_weight=balanced), "
                                         "C fixed (issue #12's setting)", **V.summary(svm, CLASSES)}
     o, s = out["ours"], out["compare_svm"]
     out["ours_minus_svm"] = {"uar_pooled": o["pooled"]["uar"] - s["pooled"]["uar"], "uar_mean": o["uar_mean"] - s["uar_mean"],

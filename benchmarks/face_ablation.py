@@ -2,7 +2,7 @@
 
     python benchmarks/face_ablation.py ../shared/data [--work /tmp/emolite-ablation] [--subset 0.25 --epochs 8]
 
-Each variant is `scripts/train_face.py` with the shipped first schedule's settings (width 24,
+Each variant is `emolite/recipes/face.py` with the shipped first schedule's settings (width 24,
 48-px grey, SGD one-cycle lr 0.05, label smoothing 0.1, the video augmentation) and one change,
 trained on the same fixed random `subset` of the training images for `epochs` epochs (seed 0),
 so a row costs ~5 min on 2 CPU cores instead of the ~50 min of a full schedule. Scores are
@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import common as C  # noqa: E402
+import common as C
 
 VARIANTS = {  # name: (what changes, train_face arguments)
     "base": ("shipped recipe (CE + label smoothing 0.1, width 24, 48 px, augmentation on)", []),
@@ -57,7 +54,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated variants (default: all)")
     ap.add_argument("--name", default="face_ablation")
     args = ap.parse_args()
-    import train_face
+    from emolite.recipes import face as train_face
 
     names = args.only.split(",") if args.only else list(VARIANTS)
     out = {"benchmark": "face_ablation", "protocol": f"{args.subset:g} of the training images (seed 0), "

@@ -14,7 +14,6 @@ Prints JSON (docs/results/face_frames.json).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
@@ -23,8 +22,7 @@ import torch
 
 import common
 
-sys.path.insert(0, str(common.REPO / "scripts"))
-import train_face  # noqa: E402
+from emolite.recipes import face as train_face
 
 FRAMES = 8
 FAULTY = 2
@@ -48,8 +46,9 @@ def fault(x: np.ndarray, rng) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", type=Path)
-    ap.add_argument("--model", required=True, help="a face_cnn checkpoint (scripts/train_face.py)")
+    ap.add_argument("--model", required=True, help="a face_cnn checkpoint (emolite/recipes/face.py)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/emolite-face"))
+    ap.add_argument("--name", default="face_frames", help="docs/results/<name>.json")
     args = ap.parse_args()
     common.setup(threads=2)
     from emolite.models import load_checkpoint
@@ -85,7 +84,7 @@ def main() -> None:
     rules[f"the model's own rule (FrameFaceModel, sharp_frac={model.sharp_frac})"] = torch.cat(zs).numpy()
     out = {"what": __doc__.split("\n")[0], "faces": int(len(y)), "frames": FRAMES, "faulty_frames": FAULTY,
            "rules": {k: train_face.scores(v, y) for k, v in rules.items()}}
-    common.emit("face_frames", out)
+    common.emit(args.name, out)
 
 
 if __name__ == "__main__":

@@ -46,10 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, emit, log  # noqa: E402
+from common import RESULTS, emit, log
 
-from emolite.serve.conn import HEADER_TIMEOUT  # noqa: E402
+from emolite.serve.conn import HEADER_TIMEOUT
 
 NICE = ["nice", "-n", "19"]
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)

@@ -1,6 +1,6 @@
 """Load test for `emolite serve`: N WebSocket clients, each sending 320×240 JPEG frames with a
 real face (emolite.demo.frame_at) at 5 Hz plus 200 ms int16 audio chunks, against a server
-process this script starts. Prints JSON: round-trip latency percentiles, frames sent /
+process this script starts. Prints JSON (and saves docs/results/<name>.json): round-trip latency percentiles, frames sent /
 answered / dropped, and the server's RSS before, during and after (from /proc/<pid>/status).
 `latency_ms`: frame sent -> its answer (face box + latest label); `label_latency_ms`: frame
 sent -> the label the model computed on the window ending at that frame.
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+import common
 from emolite.serve import app as S
 
 SR = 16000
@@ -158,6 +159,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=S.WORKERS)
     ap.add_argument("--detect-every", type=int, default=S.DETECT_EVERY)
     ap.add_argument("--model-every", type=int, default=S.MODEL_EVERY)
+    ap.add_argument("--name", default="serve_load", help="docs/results/<name>.json")
     args = ap.parse_args()
 
     import httpx
@@ -196,7 +198,7 @@ def main() -> None:
     cat = lambda k: [x for r in results for x in r[k]]  # noqa: E731
     sent = sum(r["sent"] for r in results)
     answered = sum(r["answered"] for r in results)
-    print(json.dumps({
+    common.emit(args.name, {
         "clients": args.clients, "seconds": args.seconds, "fps_per_client": args.fps, "cpu_count": os.cpu_count(),
         "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "config": {"workers": args.workers, "detect_every": args.detect_every, "model_every": args.model_every,
@@ -212,7 +214,7 @@ def main() -> None:
                           "every_5s": [x["VmRSS"] for x in timeline]},
         "server_cpu_cores_used": round((after["cpu_s"] - before["cpu_s"]) / wall, 2),
         "server_stats": health["stats"],
-    }, indent=1))
+    })
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ frames, 4 s of audio, batch 16.
 
     python benchmarks/throughput.py [--steps 8] [--warmup 2] [--batch 16] [--threads 1]
 
-A synthetic cache (`emolite.demo.make_synthetic_cache`, 4-s clips at 5 fps: 20 frames +
+A synthetic cache (the tests' `tests/synthetic.py`, 4-s clips at 5 fps: 20 frames +
 4 s of audio per full clip; the cache mixes full, audio-only, video-only, still and
 partly-faceless entries, which cost the same in the model since missing parts are masks)
 is read through emolite's own training data path (ClipDataset with augmentation, the
@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
+
+
+def synthetic_cache_maker():
+    """tests/synthetic.py's make_synthetic_cache: a test fixture, not part of the package, so it
+    is loaded from its file (the checkout's tests/ folder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("synthetic", C.REPO / "tests" / "synthetic.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make_synthetic_cache
 
 
 def main() -> None:
@@ -44,13 +52,12 @@ def main() -> None:
     from emolite.config import load_config
     from emolite.losses import build_loss
     from emolite.models import build_model, count_macs, count_params, example_batch
-    from emolite.demo import make_synthetic_cache
     from emolite.loader import ClipDataset, make_loader, model_inputs
 
     classes = ("anger", "happiness", "neutral")
     cdir = C.BENCH / "synthetic_cache"
     if not (cdir / cache.INDEX).exists():
-        make_synthetic_cache(cdir, classes, {"train": 24}, seconds=4.0)
+        synthetic_cache_maker()(cdir, classes, {"train": 24}, seconds=4.0)
     rows = cache.read_index(cdir)
     cfg = load_config(None, [])
     ds = ClipDataset(rows, [classes.index(r["label"]) for r in rows], args.frames, args.seconds, train=True,

@@ -2,11 +2,11 @@
 added to the shipped voice recipe, on RAVDESS folds 0 and 1 (6 actors, 360 files).
 
     for v in "reverb augment.reverb=true" "codec augment.codec=true" "mixup augment.mixup=0.4"; do set -- $v
-      python benchmarks/ravdess.py ../shared/data --parts folds --folds 0,1 --set $2 --name voice_abl_$1; done
+      python benchmarks/bench_ravdess.py ../shared/data --parts folds --folds 0,1 --set $2 --name voice_abl_$1; done
     python benchmarks/voice_aug_ablation.py ../shared/data
 
 The first line trains the variants (2 folds x ~11 min each on 2 cores; the shipped recipe's fold
-models come from benchmarks/ravdess.py). This script scores every variant's fold models through
+models come from benchmarks/bench_ravdess.py). This script scores every variant's fold models through
 the user path (`predict(audio=)`) on the same test files, clean and corrupted the same way for all:
 white noise at 10 dB SNR, a synthetic room (RT60 0.15-0.9 s; voice_common.corrupt "reverb") and
 the telephone band (300-3400 Hz, "phone"). 8 classes, pooled UAR over the 360 files (no voice =
@@ -16,16 +16,13 @@ wrong). Prints JSON and saves docs/results/voice_aug_ablation.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 VARIANTS = {"shipped recipe": [], "+ reverberation": ["augment.reverb=true"], "+ codec / band-limit": ["augment.codec=true"],
             "+ mixup (0.4)": ["augment.mixup=0.4"]}
@@ -39,7 +36,7 @@ def main() -> None:
     ap.add_argument("--name", default="voice_aug_ablation")
     args = ap.parse_args()
     C.setup(1)
-    import ravdess
+    import bench_ravdess as ravdess
 
     t0 = time.time()
     _, epochs = V.shipped_settings()

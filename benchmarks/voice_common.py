@@ -1,6 +1,6 @@
-"""What the voice benchmarks of issue #12 share (benchmarks/emodb.py, benchmarks/ravdess.py).
+"""What the voice benchmarks of issue #12 share (benchmarks/emodb.py, benchmarks/bench_ravdess.py).
 
-- `recipe`: the shipped voice expert's training settings (scripts/train_default.py
+- `recipe`: the shipped voice expert's training settings (emolite/recipes/default.py
   `train_voice`), with the benchmark's class list, so a row describes what ships.
 - `train_all`: several folds trained at once in worker processes of one thread each (the
   machine has 2 cores; one process per core trains faster than one process on both).
@@ -11,8 +11,7 @@
   ComParE_2016 functionals of the whole utterance for the SVM; cached in the work dir.
 - `score_many` / `window_probs`: several checkpoints on the same clean files (cross-corpus),
   the windows and voice-activity decisions made once; identical to `predict(audio=)`.
-- `svm_fit` / `svm_labels`: StandardScaler + linear SVC (class-balanced) at a fixed C (the
-  issue's 0.01); answers optionally restricted to some classes (one-vs-rest decision values).
+- the SVM baseline at a fixed C is `common.svm_fit` / `common.svm_labels`.
 - `label_of`, `summary`: file-level answers (optionally restricted to some classes, e.g.
   RAVDESS 7 classes from the 8-class models) and fold summaries with a no-voice column.
 
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor
@@ -33,36 +31,28 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import common as C  # noqa: E402
+import common as C
 
 NO_VOICE = "(no voice)"
-SVM_C = 0.01
 CONDITIONS = ("clean", "snr20", "snr10", "snr5", "gain+20", "gain-20")
 ROBUST_ORDER = ("clean", "snr10", "snr20", "snr5", "gain+20", "gain-20")   # the target row first
 
 
 def shipped_settings() -> tuple[float, int]:
-    """(audio seconds, epochs) of the shipped voice expert, read from scripts/train_default.py."""
-    import ast
+    """(audio seconds, epochs) of the shipped voice expert (emolite.recipes.default)."""
+    from emolite.recipes import default
 
-    src = (C.REPO / "scripts" / "train_default.py").read_text()
-    consts = {t.id: n.value.value for n in ast.parse(src).body if isinstance(n, ast.Assign)
-              for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    return float(consts["AUDIO_SECONDS"]), int(consts["VOICE_EPOCHS"])
+    return float(default.AUDIO_SECONDS), int(default.VOICE_EPOCHS)
 
 
 def recipe(classes: Sequence[str], epochs: int, seed: int = 0, extra: Sequence[str] = ()) -> list[str]:
-    """train_voice's overrides (model, window, sampler, batch, schedule, augmentation), this
-    benchmark's classes and epochs. Loss, lr, weight decay and the rest are emolite's defaults,
-    as there."""
-    seconds, _ = shipped_settings()
-    return ['model.name="audio"', f"data.classes={json.dumps(list(classes))}", f"data.audio_seconds={seconds}",
-            'data.sampler="weighted"', "data.batch_size=32", f"optim.epochs={epochs}", 'optim.keep="last"',
-            'optim.monitor="val/uar"', "augment.noise_snr_db=5.0", "augment.gain_db=20.0", f"trainer.seed={seed}",
-            *extra]
+    """The shipped voice expert's emolite.train overrides (`default.voice_overrides`: model,
+    window, sampler, batch, schedule, augmentation) with this benchmark's classes, epochs and
+    seed. Loss, lr, weight decay and the rest are emolite's defaults, as there."""
+    from emolite.recipes import default
+
+    return [*default.voice_overrides(classes, epochs), f"trainer.seed={seed}", *extra]
 
 
 # ----------------------------------------------------------------------------- training
@@ -259,26 +249,6 @@ def label_of(probs: dict | None, allowed: Sequence[str] | None = None) -> str:
         return NO_VOICE
     keys = [k for k in probs if allowed is None or k in allowed]
     return max(keys, key=lambda k: probs[k])
-
-
-def svm_fit(X: np.ndarray, y: Sequence[str], c: float = SVM_C):
-    """StandardScaler + SVC(kernel="linear", class_weight="balanced") at C = c."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    return make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced")).fit(X, list(y))
-
-
-def svm_labels(model, X: np.ndarray, allowed: Sequence[str] | None = None) -> list[str]:
-    """The SVM's answers; with `allowed`, the best-scoring class among those only (one-vs-rest
-    decision values), i.e. the excluded classes cannot be answered."""
-    if allowed is None:
-        return [str(p) for p in model.predict(X)]
-    classes = list(model.classes_)
-    d = model.decision_function(X)
-    cols = [classes.index(c) for c in allowed if c in classes]
-    return [classes[cols[j]] for j in np.argmax(d[:, cols], axis=1)]
 
 
 def summary(folds: list[dict], classes: Sequence[str]) -> dict:

@@ -3,7 +3,7 @@
     python benchmarks/voice_robustness.py --cache /tmp/emolite-default/voice/<hash>
 
 Test split of the default model's voice cache (speakers never seen in training; written by
-scripts/train_default.py), each clip clean, with white noise at 20 / 10 / 5 dB SNR, and with
+emolite/recipes/default.py), each clip clean, with white noise at 20 / 10 / 5 dB SNR, and with
 its gain changed by +20 / -20 dB (clipped at full scale). `predict` applies what analyze
 applies: voice activity (a clip found voiceless gets no label and counts as wrong), the
 model's 3-s windows, the band normalisation. Prints JSON (docs/results/voice_robustness.json).
@@ -30,9 +30,10 @@ def corrupt(x: np.ndarray, how: str, rng: np.random.Generator) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cache", required=True, help="the voice cache config folder of scripts/train_default.py")
+    ap.add_argument("--cache", required=True, help="the voice cache config folder of emolite/recipes/default.py")
     ap.add_argument("--model", default=None)
     ap.add_argument("--split", default="test")
+    ap.add_argument("--name", default="voice_robustness", help="docs/results/<name>.json")
     args = ap.parse_args()
     common.setup(threads=2)
     import emolite
@@ -52,7 +53,7 @@ def main() -> None:
         common.log(how, res["uar"], res["accuracy"], res["no_voice"])
     clean = out["conditions"]["clean"]["uar"]
     out["uar_drop_points"] = {k: round(100 * (clean - v["uar"]), 1) for k, v in out["conditions"].items()}
-    common.emit("voice_robustness", out)
+    common.emit(args.name, out)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Speaker-level normalisation for the voice benchmarks of issue #12: what it adds, both systems.
 
-    python benchmarks/emodb.py ../shared/data && python benchmarks/ravdess.py ../shared/data   # first
+    python benchmarks/emodb.py ../shared/data && python benchmarks/bench_ravdess.py ../shared/data   # first
     python benchmarks/voice_speaker_norm.py ../shared/data
 
 Speaker-level normalisation uses several recordings of the test speaker at once, so it is an
 option for a user who has a batch of clips per speaker (a corpus, a panel, one person's
 recordings), not for one clip of an unknown voice; the shipped model normalises per utterance
 (band normalisation of the log-mel). Two forms, on the same folds and the same cached answers
-as benchmarks/emodb.py (leave-one-speaker-out, 7 classes) and benchmarks/ravdess.py (6 folds by
+as benchmarks/emodb.py (leave-one-speaker-out, 7 classes) and benchmarks/bench_ravdess.py (6 folds by
 actor, 8 classes):
 - ours: per test speaker, the speaker's mean log-probability over their clips is subtracted
   from each clip's before the argmax (no retraining; it removes a speaker's bias towards some
@@ -22,16 +22,14 @@ docs/results/voice_speaker_norm.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 
 def speaker_normalised(probs: list, groups: np.ndarray, classes: list[str]) -> list[dict | None]:
@@ -67,8 +65,8 @@ def compare(rows: list[dict], test_sets: list[np.ndarray], probs: list, X: np.nd
         truth = list(y[idx])
         got["ours"].append({"y_true": truth, "y_pred": [V.label_of(probs[j]) for j in idx]})
         got["ours_speaker_norm"].append({"y_true": truth, "y_pred": [V.label_of(normed[j]) for j in idx]})
-        got["svm"].append({"y_true": truth, "y_pred": V.svm_labels(V.svm_fit(X[~te], y[~te]), X[te])})
-        got["svm_speaker_norm"].append({"y_true": truth, "y_pred": V.svm_labels(V.svm_fit(Z[~te], y[~te]), Z[te])})
+        got["svm"].append({"y_true": truth, "y_pred": C.svm_labels(C.svm_fit(X[~te], y[~te]), X[te])})
+        got["svm_speaker_norm"].append({"y_true": truth, "y_pred": C.svm_labels(C.svm_fit(Z[~te], y[~te]), Z[te])})
     return {k: {kk: v for kk, v in V.summary(f, classes).items() if kk != "confusion_pooled"} for k, f in got.items()}
 
 
@@ -79,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     C.setup(1)
     import emodb
-    import ravdess
+    import bench_ravdess as ravdess
 
     t0 = time.time()
     _, epochs = V.shipped_settings()
@@ -97,7 +95,7 @@ def main() -> None:
     rows = ravdess.speech_rows(args.data)
     folds = ravdess.actor_folds(rows)
     ov = V.recipe(ravdess.CLASSES, epochs, 0)
-    fold_ck = [V.finished_checkpoint(ov, "ravdess", f"fold{i}", "run benchmarks/ravdess.py first") for i in range(len(folds))]
+    fold_ck = [V.finished_checkpoint(ov, "ravdess", f"fold{i}", "run benchmarks/bench_ravdess.py first") for i in range(len(folds))]
     ck = {a: fold_ck[i] for i, f in enumerate(folds) for a in f}
     res = V.score_files([r["path"] for r in rows], "clean", [ck.get(r["speaker"]) for r in rows], tag="ravdess")
     g = np.array([r["speaker"] for r in rows])

@@ -26,6 +26,10 @@ MAX_SESSIONS = (1, 4096)
 MAX_UPLOAD_MB = (1, 4096)
 MAX_MESSAGE_KB = (1, 65536)
 MAX_FRAME_PIXELS = (64 * 64, 7680 * 4320)
+# Training recipes of the shipped model: command -> (emolite.recipes module, help). Their
+# options are the recipe module's own (`add_arguments`), parsed by `run_recipe`.
+RECIPES = {"train-face": ("face", "train the default model's face expert on FER2013 + face pool + CK+ (DATA folder)"),
+           "train-default": ("default", "train the whole default model from the real data (DATA folder), resumable")}
 
 
 def cmd_info(args) -> int:
@@ -265,13 +269,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another page origin allowed to use the server (e.g. https://example.org); repeatable")
     s.add_argument("--idle-timeout", type=float, help="seconds a silent WebSocket client keeps its slot (default 30)")
     s.set_defaults(func=cmd_serve)
+    _add_recipes(sub)
     return p
+
+
+def _add_recipes(sub) -> None:
+    """The recipe commands, listed for --help; main() hands their options to run_recipe."""
+    for name, (_, text) in RECIPES.items():
+        sub.add_parser(name, help=text + f" (options: emolite {name} --help)", add_help=False)
+
+
+def run_recipe(command: str, argv: list[str]) -> int:
+    """`emolite train-face ...` / `emolite train-default ...`: the recipe's own parser and run."""
+    import importlib
+
+    mod = importlib.import_module(f".recipes.{RECIPES[command][0]}", __package__)
+    ap = argparse.ArgumentParser(prog=f"emolite {command}", description=RECIPES[command][1])
+    result = mod.run(mod.add_arguments(ap).parse_args(argv))
+    if isinstance(result, dict):
+        print(json.dumps(result, indent=1))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: a user error (EmoliteError) prints one line and returns 1 (2 for a bad option
     value); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if argv and argv[0] in RECIPES:   # before the main parser: the recipe parses its own options
+        args = argparse.Namespace(func=lambda _: run_recipe(argv[0], argv[1:]))
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0
     except O.OptionError as e:

@@ -37,7 +37,7 @@ IOU_GATE = 0.1          # a seen track links to a detection overlapping its pred
 MOUTH_SIZE = 48         # px: grey crop used for mouth motion
 MOUTH_MIN = 0.015       # mouth motion (fraction of the grey range) under which nobody is "speaking"
 MOUTH_RATIO = 1.2       # the speaker's mouth must move this much more than the next person's
-# On benchmarks/people.py's dev scenes (--first 100, 59 windows with one main speaker), windows
+# On benchmarks/bench_people.py's dev scenes (--first 100, 59 windows with one main speaker), windows
 # right / attributions right: min 0.015 -> 0.20 / 0.63; 0.003 -> 0.42 / 0.68; 0 (always someone)
 # -> 0.56 / 0.56; ratio 1.0 / 1.2 / 1.5 at min 0.015 -> 0.20 / 0.20 / 0.17. The minimum stays at
 # 0.015 because two still faces on the live path (JPEG frames, moving heads, no talking) reach

@@ -8,7 +8,7 @@ finds enough speech in it. We run Silero's batched "sequence" ONNX graph with on
 skips the model; other audio is brought to one level first (Silero alone missed 21 % of
 speech files 30 dB down; the voice model ignores level, so must this). Why Silero and not an energy rule: an energy rule passes hum, noise and
 music at any level above its threshold, and the rule's threshold would depend on the
-recording level the voice model is meant to ignore (see benchmarks/vad.py).
+recording level the voice model is meant to ignore (see benchmarks/bench_vad.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emolite import evaluate, metrics, models, train
-from emolite.demo import make_synthetic_cache
+from synthetic import make_synthetic_cache
 from emolite.errors import EmoliteError
 
 torch.set_num_threads(1)

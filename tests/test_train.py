@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from emolite import config, loader, train
-from emolite.demo import make_synthetic_cache
+from synthetic import make_synthetic_cache
 from emolite.errors import EmoliteError
 
 ROOT = Path(__file__).resolve().parents[1]

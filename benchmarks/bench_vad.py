@@ -1,6 +1,6 @@
 """Voice activity on real speech and on generated non-speech: what `emolite.vad` calls voiced.
 
-    python benchmarks/vad.py ../shared/data > docs/results/vad.json
+    python benchmarks/bench_vad.py ../shared/data        # JSON on stdout and in docs/results/vad.json
 
 Speech: every EmoDB and RAVDESS speech file, whole and as the 2-s windows analyze cuts
 (windows at 1-s hop; a window of an utterance's leading/trailing silence may rightly be
@@ -8,18 +8,18 @@ unvoiced), also at -30 dB and +20 dB gain (level must not matter). Non-speech, 3
 generated with seeded numpy: digital zero, white and pink noise at -60/-40/-20 dBFS, mains
 hum (50/60 Hz + harmonics), synthetic music (harmonic notes with envelopes, chords, a noise-
 burst drum track) and a pure tone. The rule: voiced when >= MIN_SPEECH_S of 32-ms frames
-have speech probability > SPEECH_PROB. Prints JSON.
+have speech probability > SPEECH_PROB. Prints JSON and saves docs/results/<name>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+import common
 from emolite import vad
 from emolite.media import iter_windows
 
@@ -81,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", type=Path)
     ap.add_argument("--limit", type=int, default=0, help="speech files to use (0 = all)")
+    ap.add_argument("--name", default="vad", help="docs/results/<name>.json")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     res = {"rule": {"speech_prob": vad.SPEECH_PROB, "min_speech_s": vad.MIN_SPEECH_S, "silent_rms": vad.SILENT_RMS, "level_rms": vad.LEVEL_RMS},
@@ -107,7 +108,7 @@ def main() -> None:
         res["speech"][f"gain_{gain:+d}dB"] = {"files": len(files), "files_voiced": round(whole / len(files), 4),
                                              "windows_2s": wins, "windows_voiced": round(wins_voiced / wins, 4)}
     res["x_real_time_1_thread"] = round(secs / (time.time() - t0), 1)
-    print(json.dumps(res, indent=1))
+    common.emit(args.name, res)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 face-only, context-only, concat and attention fusion, each trained with the same budget;
 test accuracy / macro F1 and cost (parameters, multiply-adds, ms per clip on 1 CPU thread).
 
-    python benchmarks/fusion.py ../shared/data [--per-class 60,15,25] [--epochs 10] [--patience 4]
+    python benchmarks/bench_fusion.py ../shared/data [--per-class 60,15,25] [--epochs 10] [--patience 4]
 
 Why generated: the only real audio-visual clip with sound in the shared data is one RAVDESS
 video (the other has no audio track), far too few to train on. So each clip here is
@@ -26,17 +26,14 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import statistics
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 MODELS = ["audio", "face", "context", "concat", "attention"]
@@ -183,8 +180,8 @@ def build_set(data: Path, root: Path, per_class: dict[str, int], seed: int) -> t
     return manifest, info
 
 
-def cost(name: str, n_classes: int, T: int, seconds: float, reps: int = 15) -> dict:
-    """params, MACs and median ms per clip (batch 1, eval, no grad, 1 thread)."""
+def cost(name: str, n_classes: int, T: int, seconds: float) -> dict:
+    """params, MACs and ms per clip (batch 1, eval, no grad, 1 thread; C.median_ms)."""
     import torch
 
     from emolite.models import build_model, count_macs, count_params, example_batch
@@ -192,15 +189,9 @@ def cost(name: str, n_classes: int, T: int, seconds: float, reps: int = 15) -> d
     m = build_model(name, n_classes).eval()
     ex = example_batch(1, T, seconds)
     with torch.no_grad():
-        for _ in range(3):
-            m(ex)
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            m(ex)
-            times.append((time.perf_counter() - t) * 1000)
-    return {"params": count_params(m), "macs": count_macs(m, ex), "ms_per_clip_median": statistics.median(times),
-            "ms_per_clip_min": min(times)}
+        ms = C.median_ms(lambda: m(ex))
+    return {"params": count_params(m), "macs": count_macs(m, ex), "ms_per_clip_median": ms,
+            "timing": f"median of {C.REPEATS}"}
 
 
 def main() -> None:

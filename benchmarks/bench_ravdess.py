@@ -4,12 +4,12 @@ cross-corpus on the six shared classes (anger, disgust, fear, happiness, neutral
 the same folds' test audio with white noise at 20 / 10 / 5 dB SNR and ±20 dB gain.
 
     python benchmarks/emodb.py ../shared/data                       # first: its fold models are used cross-corpus
-    python benchmarks/ravdess.py ../shared/data [--epochs 30] [--jobs 2] [--parts folds,cross,robust] [--name voice_ravdess]
-    python benchmarks/ravdess.py ../shared/data --parts cross_trained [--cross-epochs N] --name voice_cross_trained
+    python benchmarks/bench_ravdess.py ../shared/data [--epochs 30] [--jobs 2] [--parts folds,cross,robust] [--name voice_ravdess]
+    python benchmarks/bench_ravdess.py ../shared/data --parts cross_trained [--cross-epochs N] --name voice_cross_trained
 
 Folds: emolite.data.splits.speaker_folds(k=6, seed 0, balanced by sex): 3 actors per fold.
 Fold i: test = fold i; both systems train on the 15 other actors.
-Ours: scripts/train_default.py's voice recipe (`audio` model, band-normalised log-mel
+Ours: emolite/recipes/default.py's voice recipe (`audio` model, band-normalised log-mel
 CNN-LSTM, 3-s input, weighted sampler, batch 32, fixed epochs with the final weights kept, noise
 5-30 dB SNR and gain ±20 dB augmentation), 8 classes; fold i+1 is only a logged validation
 monitor (it trains too). Preprocessing stores each file whole; training takes a random 3-s
@@ -42,14 +42,12 @@ EmoDB) are in docs/results/ravdess.json, ravdess_e40.json, ravdess_v1.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 CLASSES = ["anger", "calm", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
 CLASSES7 = [c for c in CLASSES if c != "calm"]
@@ -108,7 +106,7 @@ def main() -> None:
     out = {"benchmark": "ravdess_voice", "protocol": "6-fold by actor (3 actors per fold); both systems train on "
            "the 15 non-test actors", "classes": CLASSES, "items": len(rows), "actor_folds": folds_actors,
            "folds": which, "epochs": args.epochs, "shipped_epochs": shipped_epochs, "environment": C.environment(),
-           "svm": f"ComParE_2016 functionals of the whole file -> StandardScaler -> SVC(linear, C={V.SVM_C}, "
+           "svm": f"ComParE_2016 functionals of the whole file -> StandardScaler -> SVC(linear, C={C.SVM_C}, "
                   "balanced), C fixed (issue #12's setting)",
            "ours_scoring": "predict(audio=) on the whole file: VAD, 3-s windows, 1-s hop, mean; no voice = wrong"}
 
@@ -126,7 +124,7 @@ def main() -> None:
     masks = [np.isin(g, folds_actors[i]) for i in which]
     clean = V.score_files([r["path"] for r in rows], "clean", [ck_of.get(r["speaker"]) for r in rows],
                           procs=args.jobs, tag="ravdess")
-    svms = [V.svm_fit(clean["X"][~te], y[~te]) for te in masks]
+    svms = [C.svm_fit(clean["X"][~te], y[~te]) for te in masks]
     calm = y == "calm"
 
     def evaluate(res) -> dict:
@@ -135,9 +133,9 @@ def main() -> None:
             idx = np.flatnonzero(te)
             i7 = np.flatnonzero(te & ~calm)
             o8.append({"y_true": list(y[idx]), "y_pred": [V.label_of(res["probs"][j]) for j in idx]})
-            s8.append({"y_true": list(y[idx]), "y_pred": V.svm_labels(svm, res["X"][idx])})
+            s8.append({"y_true": list(y[idx]), "y_pred": C.svm_labels(svm, res["X"][idx])})
             o7.append({"y_true": list(y[i7]), "y_pred": [V.label_of(res["probs"][j], CLASSES7) for j in i7]})
-            s7.append({"y_true": list(y[i7]), "y_pred": V.svm_labels(svm, res["X"][i7], CLASSES7)})
+            s7.append({"y_true": list(y[i7]), "y_pred": C.svm_labels(svm, res["X"][i7], CLASSES7)})
         return {"ours_8": V.summary(o8, CLASSES), "svm_8": V.summary(s8, CLASSES),
                 "ours_7": V.summary(o7, CLASSES7), "svm_7": V.summary(s7, CLASSES7)}
 
@@ -232,7 +230,7 @@ def cross_trained(args, rows, X_rav, folds_actors) -> dict:
         ytr = [tr_rows[j]["label"] for j in tri]
         for key, (A, B) in {"compare_svm": (Xtr_all, Xte_all),
                             "compare_svm_per_corpus_norm": (C.zscore(Xtr_all), C.zscore(Xte_all))}.items():
-            pred = V.svm_labels(V.svm_fit(A[tri], ytr), B[tei])
+            pred = C.svm_labels(C.svm_fit(A[tri], ytr), B[tei])
             entry[key] = {**C.scores(yt, pred, SHARED), "per_class_recall": C.per_class_recall(yt, pred)}
         entry["ours_ahead_of_compare_svm"] = entry["ours"]["uar"] > entry["compare_svm"]["uar"]
         res[name] = entry
@@ -280,8 +278,8 @@ def cross_corpus(args, rows, y, rav_masks, rav_svms, X_rav, rav_ckpts) -> dict:
         for key, (A, B) in {"compare_svm": (Xtr, Xte), "compare_svm_per_corpus_norm": (Ztr, Zte)}.items():
             sc = []
             for k, m in enumerate(train_masks):
-                svm = rav_svms[k] if (name == "ravdess_to_emodb" and key == "compare_svm") else V.svm_fit(A[m], ytr[m])
-                sc.append(C.scores(yt, V.svm_labels(svm, B[idx], SHARED), SHARED))
+                svm = rav_svms[k] if (name == "ravdess_to_emodb" and key == "compare_svm") else C.svm_fit(A[m], ytr[m])
+                sc.append(C.scores(yt, C.svm_labels(svm, B[idx], SHARED), SHARED))
             entry[key] = _spread(sc)
         entry["ours_ahead_of_compare_svm"] = entry["ours"]["uar_mean"] > entry["compare_svm"]["uar_mean"]
         res[name] = entry

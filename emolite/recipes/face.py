@@ -1,6 +1,7 @@
 """Train the default model's face expert (FaceCNN) at FER2013 scale, on 2 CPU cores.
 
-    python scripts/train_face.py ../shared/data --work /tmp/emolite-face --epochs 30
+    emolite train-face ../shared/data --work /tmp/emolite-face --epochs 30
+    python -m emolite.recipes.face ../shared/data --work /tmp/emolite-face --epochs 30
 
 Data: FER2013 train + the face pool (faces_mux) + CK+48, 7 classes (contempt dropped).
 Selection: FER2013 public_test only (plus the pool's and CK+'s dev splits, by subject).
@@ -11,14 +12,14 @@ training sees what users feed. Augmentation aims at video frames, not stills: sc
 rotation jitter around the detector's crop, blur, JPEG 30-90, low light and gamma, partial
 occlusion (the grey conversion is in the model). A run's per-epoch scores go to
 `<work>/<name>/log.jsonl`; `best.pt` (best public_test accuracy) and `last.pt` are emolite
-checkpoints of the `face_cnn` model.
+checkpoints of the `face_cnn` model. Scores: `emolite.metrics` (macro F1 over the classes
+present in each split).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emolite.labels import EMOTIONS
+from ..labels import EMOTIONS
+from ..metrics import scores as metric_scores
 
 FACE_SIDE = 48
 SPLIT = {"fractions": (0.8, 0.1, 0.1), "seed": 0}
@@ -43,9 +45,9 @@ SOURCES = {  # name: (loader, path under the data dir, loader options)
 # ----------------------------------------------------------------------------- data
 def user_path_crops(paths: list[str], margin: float, side: int = FACE_SIDE) -> np.ndarray:
     """Grey side×side face crops made exactly as `emolite analyze` makes them from a still."""
-    from emolite.faces import get_detector
-    from emolite.features import window_features
-    from emolite.media import Window, read_image
+    from ..faces import get_detector
+    from ..features import window_features
+    from ..media import Window, read_image
 
     det = get_detector("retinaface")
     out = np.zeros((len(paths), side, side), np.uint8)
@@ -66,7 +68,7 @@ def load_data(data: Path, work: Path, margin: float) -> dict:
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         return {s: (z[f"{s}_x"], z[f"{s}_y"], z[f"{s}_src"]) for s in ("train", "dev", "test")}
-    from emolite.data import load_dataset
+    from ..data import load_dataset
 
     rows = {"train": [], "dev": [], "test": []}
     for name, (loader, rel, opts) in SOURCES.items():
@@ -154,11 +156,9 @@ def logits_of(net: torch.nn.Module, x: np.ndarray, flip: bool = False) -> np.nda
 
 
 def scores(z: np.ndarray, y: np.ndarray) -> dict:
-    from sklearn.metrics import f1_score
-
-    p = z.argmax(1)
-    return {"acc": round(float((p == y).mean()), 4),
-            "f1": round(float(f1_score(y, p, labels=sorted(set(y)), average="macro")), 4), "n": int(len(y))}
+    """Accuracy and macro F1 (emolite.metrics) of logits z against labels y."""
+    m = metric_scores(y.tolist(), z.argmax(1).tolist())
+    return {"acc": round(m["accuracy"], 4), "f1": round(m["f1_macro"], 4), "n": int(len(y))}
 
 
 def evaluate(net, data: dict, flip: bool) -> dict:
@@ -173,11 +173,8 @@ def evaluate(net, data: dict, flip: bool) -> dict:
     return res
 
 
-def train(args, data: dict) -> dict:
-    from emolite.models import build_model, save_checkpoint
-
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+def training_set(args, data: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training images after --exclude and --subset."""
     x, y, src = data["train"]
     if args.exclude:   # e.g. a pretrain that never sees CK+ (benchmarks/ckplus_folds.py)
         k = ~np.isin(src, args.exclude.split(","))
@@ -185,20 +182,81 @@ def train(args, data: dict) -> dict:
     if args.subset < 1.0:
         k = rng.permutation(len(x))[: int(len(x) * args.subset)]
         x, y, src = x[k], y[k], src[k]
+    return x, y, src
+
+
+def build(args, y: np.ndarray):
+    """The face_cnn model (from --init when given) and the loss's class weight / logit adjustment."""
+    from ..models import build_model, load_checkpoint
+
     cfg = {"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0, "cnn_width": args.width,
            "cnn_size": args.size, "dropout": args.dropout}
     model = build_model(cfg, len(EMOTIONS))
     if args.init:   # continue from an earlier run's weights (a second, lower-rate cycle)
-        from emolite.models import load_checkpoint
-
         model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
-    net = model.net.to(memory_format=torch.channels_last)
     prior = np.bincount(y, minlength=len(EMOTIONS)) / len(y)
     weight = torch.tensor((1.0 / len(EMOTIONS)) / np.maximum(prior, 1e-3), dtype=torch.float32) \
         if args.loss == "weighted" else None
     adjust = torch.tensor(args.tau * np.log(np.maximum(prior, 1e-4)), dtype=torch.float32) \
         if args.loss == "logit_adjust" else None
+    return model, weight, adjust
+
+
+def mix(xb: torch.Tensor, yb: torch.Tensor, alpha: float, rng: np.random.Generator):
+    """Mixup or cutmix (half the batches, when alpha > 0): (images, lam, labels a, labels b)."""
+    if not (alpha > 0 and rng.random() < 0.5):
+        return xb, 1.0, yb, yb
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(len(xb))
+    if rng.random() < 0.5:   # cutmix
+        s = xb.shape[-1]
+        c = int(s * np.sqrt(1 - lam))
+        cy, cx = rng.integers(0, s - c + 1, 2)
+        xb = xb.clone()
+        xb[..., cy:cy + c, cx:cx + c] = xb[perm][..., cy:cy + c, cx:cx + c]
+        lam = 1 - c * c / (s * s)
+    else:
+        xb = lam * xb + (1 - lam) * xb[perm]
+    return xb, lam, yb, yb[perm]
+
+
+def one_epoch(net, x, y, args, rng, opt, sched, weight, adjust) -> float:
+    """One pass of SGD over shuffled, augmented batches; returns the mean loss."""
+    net.train()
+    tot, n = 0.0, 0
     smooth = args.smoothing
+    for xb, yb in batches(x, y, args.batch, rng, aug=not args.no_aug):
+        xb = xb.to(memory_format=torch.channels_last)
+        xb, lam, ya, yb2 = mix(xb, yb, args.mixup, rng)
+        z = net(xb)
+        if adjust is not None:
+            z = z + adjust
+        loss = lam * F.cross_entropy(z, ya, weight=weight, label_smoothing=smooth)
+        if lam < 1.0:
+            loss = loss + (1 - lam) * F.cross_entropy(z, yb2, weight=weight, label_smoothing=smooth)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += float(loss) * len(xb)
+        n += len(xb)
+    return tot / max(n, 1)
+
+
+def _plain(args) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+
+
+def train(args, data: dict) -> dict:
+    """Train per `args` (see `parser`); writes log.jsonl, best.pt, last.pt and summary.json
+    under <work>/<name> and returns the summary."""
+    from ..models import save_checkpoint
+
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    x, y, src = training_set(args, data, rng)
+    model, weight, adjust = build(args, y)
+    net = model.net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=args.wd)
     steps = args.epochs * (len(x) // args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=steps, pct_start=0.15,
@@ -209,62 +267,33 @@ def train(args, data: dict) -> dict:
     best, best_ep = -1.0, -1
     t0 = time.time()
     for ep in range(args.epochs):
-        net.train()
-        tot, n = 0.0, 0
-        for xb, yb in batches(x, y, args.batch, rng, aug=not args.no_aug):
-            xb = xb.to(memory_format=torch.channels_last)
-            if args.mixup > 0 and rng.random() < 0.5:
-                lam = float(rng.beta(args.mixup, args.mixup))
-                perm = torch.randperm(len(xb))
-                if rng.random() < 0.5:   # cutmix
-                    s = xb.shape[-1]
-                    c = int(s * np.sqrt(1 - lam))
-                    cy, cx = rng.integers(0, s - c + 1, 2)
-                    xb = xb.clone()
-                    xb[..., cy:cy + c, cx:cx + c] = xb[perm][..., cy:cy + c, cx:cx + c]
-                    lam = 1 - c * c / (s * s)
-                else:
-                    xb = lam * xb + (1 - lam) * xb[perm]
-                ya, yb2 = yb, yb[perm]
-            else:
-                lam, ya, yb2 = 1.0, yb, yb
-            z = net(xb)
-            if adjust is not None:
-                z = z + adjust
-            loss = lam * F.cross_entropy(z, ya, weight=weight, label_smoothing=smooth)
-            if lam < 1.0:
-                loss = loss + (1 - lam) * F.cross_entropy(z, yb2, weight=weight, label_smoothing=smooth)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += float(loss) * len(xb)
-            n += len(xb)
+        loss = one_epoch(net, x, y, args, rng, opt, sched, weight, adjust)
         res = evaluate(net, data, flip=False)
         res_f = evaluate(net, data, flip=True)
-        row = {"epoch": ep + 1, "loss": round(tot / max(n, 1), 4), "seconds": round(time.time() - t0, 1),
+        row = {"epoch": ep + 1, "loss": round(loss, 4), "seconds": round(time.time() - t0, 1),
                **res, "flip": {k: v for k, v in res_f.items() if k.startswith("dev/")}}
         log.write(json.dumps(row) + "\n")
         log.flush()
         print(json.dumps(row), flush=True)
         acc = res["dev/fer2013"]["acc"]
-        meta = {"classes": list(EMOTIONS), "dataset": "+".join(n for n in SOURCES if n in set(src)), "epoch": ep + 1, "init": args.init,
-                "train_args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+        meta = {"classes": list(EMOTIONS), "dataset": "+".join(n for n in SOURCES if n in set(src)), "epoch": ep + 1,
+                "init": args.init, "train_args": _plain(args)}
         model.net = net.to(memory_format=torch.contiguous_format)
         if acc > best:
             best, best_ep = acc, ep + 1
             save_checkpoint(run / "best.pt", model, meta)
         save_checkpoint(run / "last.pt", model, meta)
         net = net.to(memory_format=torch.channels_last)
+    log.close()
     summary = {"name": args.name, "best_epoch": best_ep, "best_dev_fer_acc": best, "final": row,
                "params": sum(p.numel() for p in net.parameters()), "train_seconds": round(time.time() - t0, 1),
-               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+               "args": _plain(args)}
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The recipe's options (shared by `emolite train-face` and `python -m emolite.recipes.face`)."""
     ap.add_argument("data", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/emolite-face"))
     ap.add_argument("--name", default="face")
@@ -286,12 +315,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", default="", help="face_cnn checkpoint to start from")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def run(args) -> dict:
+    """Crops (cached in --work), then `train`; returns the run's summary."""
     torch.set_num_threads(args.threads)
     data = load_data(args.data, args.work, args.margin)
     print({s: len(v[0]) for s, v in data.items()}, flush=True)
     return train(args, data)
 
 
+def main(argv: list[str] | None = None) -> dict:
+    """Parse argv (the command line when None) and `run`."""
+    return run(add_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0])).parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(print(json.dumps(main(), indent=1)))
+    print(json.dumps(main(), indent=1))

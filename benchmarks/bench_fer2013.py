@@ -1,7 +1,7 @@
 """FER2013 public test (3,589 48×48 grey faces, 7 classes): our model through the user path and
 the `fer` package's mini-Xception on the same images, in one script.
 
-    python benchmarks/fer2013.py ../shared/data --model emolite/assets/default.pt [--limit 500] [--out]
+    python benchmarks/bench_fer2013.py ../shared/data --model emolite/assets/default.pt [--limit 500] [--out]
     # the reference, once, in its own virtualenv (our environment stays untouched):
     python -m venv /tmp/fer-venv && /tmp/fer-venv/bin/pip install tensorflow-cpu opencv-python-headless \
         && /tmp/fer-venv/bin/pip install --no-deps fer
@@ -10,13 +10,14 @@ Ours: `m.analyze(image)` per image, i.e. what `emolite analyze photo.png` answer
 detector, margin and the small-still whole-image fallback). Reported: accuracy, UAR, macro F1,
 recall per class, confusion matrix, the fraction of images where the detector found a face (the
 rest used the whole-image fallback: box = the whole image), seconds per image; and the face
-expert's parameters and ms per face (one crop of the model's face size, batch 1, 1 torch thread, best of 5 rounds of 40;
+expert's parameters and ms per face (one crop of the model's face size, batch 1, 1 torch thread, median of 20 rounds of 10
+(common.median_ms);
 a model without a face expert is timed whole on a face-only input).
 Reference: fer's own weights (data/emotion_model.hdf5, mini-Xception, Arriaga et al. 2017) fed the
 48×48 images directly (its face detector bypassed: they are face crops already), preprocessed as
 fer does (cv2.resize to the classifier's 64×64, /255, -0.5, ×2); labels mapped onto ours. Run by
 `--fer-python` in a subprocess, predictions cached in /tmp; ms per face: batch 1, TF intra/inter
-op threads 1, best of 5 rounds of 40 faces (graph mode; `ms_per_face_eager` is the eager call fer itself makes).
+op threads 1, median of 20 rounds of 10 faces (graph mode; `ms_per_face_eager` is the eager call fer itself makes).
 `--limit N`: a fixed random subset (seed 0) of N images, the same for both. Prints JSON; `--out`
 also writes docs/results/fer2013.json (or the path given).
 """
@@ -30,17 +31,15 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common as C  # noqa: E402
+import common as C
 
-FER_CACHE = Path("/tmp/fer2013_fer_cache.json")
+FER_CACHE = Path("/tmp/fer2013_fer_cache_v2.json")   # v2: median timing
 # fer's output order (FER._get_labels) -> our canonical names
 FER_LABELS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
 
@@ -66,16 +65,16 @@ x = np.stack([prep(f) for f in files]) if files else np.zeros((0, *size, 1), "fl
 pred = [int(i) for b in range(0, len(x), 256) for i in np.argmax(model.predict_on_batch(x[b:b + 256]), 1)]
 one = tf.function(lambda t: model(t, training=False))
 faces = x[:200] if len(x) else np.zeros((200, *size, 1), "float32")
-def ms(fn, rounds=5):   # best of 5 rounds over the faces (the machine is shared)
+def ms(fn, rounds=20):   # median of 20 rounds over the faces (as benchmarks/common.median_ms)
     for f in faces[:20]:
         np.asarray(fn(tf.constant(f[None])))
-    best = float("inf")
+    times = []
     for part in np.array_split(faces, rounds):
         t = time.perf_counter()
         for f in part:
             np.asarray(fn(tf.constant(f[None])))
-        best = min(best, (time.perf_counter() - t) / len(part) * 1000)
-    return best
+        times.append((time.perf_counter() - t) / len(part) * 1000)
+    return float(np.median(times))
 out = {"pred": pred, "params": int(model.count_params()), "input": list(model.input_shape[1:]),
        "ms_per_face": ms(one), "ms_per_face_eager": ms(lambda t: model(t, training=False)),
        "timed_faces": len(faces), "versions": {k: version(k) for k in ("fer", "tensorflow-cpu", "keras")}}
@@ -162,17 +161,9 @@ def time_face(m, n: int = 200) -> dict:
 
         def call():
             m.predict_inputs(batch)
-    def best_ms(fn, per_call: int = 1) -> float:
-        for _ in range(20):
-            fn()
-        best = float("inf")
-        for _ in range(5):   # best of 5 rounds (the machine is shared)
-            t = time.perf_counter()
-            for _ in range(n // 5):
-                fn()
-            best = min(best, (time.perf_counter() - t) / (n // 5) / per_call * 1000)
-        return best
-    out = {"timed": what, "params": params, "face_size": s, "ms_per_face": best_ms(call), "timed_faces": n,
+    def face_ms(fn, per_call: int = 1) -> float:   # per face: a window of 8 is 8 faces
+        return C.median_ms(fn, calls=max(1, n // C.REPEATS), warmup=20) / per_call
+    out = {"timed": what, "timing": f"median of {C.REPEATS} rounds of {max(1, n // C.REPEATS)} faces", "params": params, "face_size": s, "ms_per_face": face_ms(call), "timed_faces": n,
            "torch_threads": torch.get_num_threads()}
     if expert is not None:   # analyze hands the expert a window's frames at once
         x8 = {"face": torch.rand(1, 8, 3, s, s), "face_mask": torch.ones(1, 8, dtype=torch.bool)}
@@ -180,7 +171,7 @@ def time_face(m, n: int = 200) -> dict:
         def call8():
             with torch.inference_mode():
                 expert(x8)
-        out["ms_per_face_in_window_of_8"] = best_ms(call8, 8)
+        out["ms_per_face_in_window_of_8"] = face_ms(call8, 8)
     return out
 
 

@@ -1,9 +1,10 @@
 """Train the packaged default model (emolite/assets/default.pt) from the real data, reproducibly.
 
-    python scripts/train_default.py ../shared/data --work /tmp/emolite-default
+    emolite train-default ../shared/data --work /tmp/emolite-default
+    python -m emolite.recipes.default ../shared/data --work /tmp/emolite-default
 
 1. face expert (`face_cnn`, 48×48 grey, per frame): FER2013 train + the face pool + CK+48 by
-   `scripts/train_face.py`; the epoch is chosen on FER2013 public_test. Crops come from the same
+   `emolite.recipes.face`; the epoch is chosen on FER2013 public_test. Crops come from the same
    geometry analyze uses (detector, margin FACE_MARGIN, small-still fallback).
 2. voice expert (`audio`, band-normalised 2-D CNN + LSTM): full-length EmoDB + RAVDESS speech
    (actors 01-18), RAVDESS calm -> neutral, EmoDB boredom dropped; split 80/10/10 by speaker;
@@ -12,6 +13,7 @@
    pseudo-pairs (a face and a voice sample of the same class), since no paired data exists.
 4. save the late-fusion model with its InputSpec + a JSON of held-out figures for MODEL_CARD.md.
 Stages reuse finished work in --work, so a killed run resumes; `--stage voice` etc. runs one.
+Scores: `emolite.metrics` (macro averages over the classes present in each split).
 """
 
 from __future__ import annotations
@@ -19,23 +21,21 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_face  # noqa: E402
+from .. import metrics as M
+from ..labels import EMOTIONS
+from ..models import build_model, count_params, load_checkpoint, save_checkpoint
+from ..spec import InputSpec
+from . import face as face_recipe
+from .face import SPLIT
 
-from emolite import preprocess, train  # noqa: E402
-from emolite.config import load_config  # noqa: E402
-from emolite.labels import EMOTIONS  # noqa: E402
-from emolite.models import build_model, count_params, load_checkpoint, save_checkpoint  # noqa: E402
-from emolite.spec import InputSpec  # noqa: E402
-
-SPLIT = {"fractions": (0.8, 0.1, 0.1), "seed": 0}
+REPO = Path(__file__).resolve().parents[2]   # the checkout (the defaults below write into it)
 # Voice labels outside EMOTIONS: RAVDESS calm is a low-arousal neutral delivery (the
 # corpus's own "neutral" has half as many files and no strong intensity), so it joins neutral;
 # EmoDB boredom (low arousal, negative) has no place in the 7 classes and would blur
@@ -48,6 +48,9 @@ FACE_EPOCHS = 24
 FACE_EPOCHS_2 = 10     # second, low-rate cycle
 FACE_EPOCHS_3 = 16     # third cycle, a warm restart at lr 0.02
 VOICE_EPOCHS = 30
+VOICE_BATCH = 32
+VOICE_NOISE_SNR_DB = 5.0   # augmentation: noise down to this SNR
+VOICE_GAIN_DB = 20.0       # augmentation: gain within ±this
 TEMPERATURES = np.linspace(0.5, 3.0, 26)
 WEIGHTS = np.linspace(0.0, 1.0, 21)
 
@@ -55,7 +58,7 @@ WEIGHTS = np.linspace(0.0, 1.0, 21)
 def default_spec() -> InputSpec:
     """What the default model sees: 3-s windows (1-s hop), 48-px face crops at margin 0."""
     return InputSpec(audio_seconds=AUDIO_SECONDS, window_seconds=AUDIO_SECONDS, frames=FRAMES,
-                     face_size=train_face.FACE_SIDE, margin=FACE_MARGIN)
+                     face_size=face_recipe.FACE_SIDE, margin=FACE_MARGIN)
 
 
 def voice_manifest(data: Path, work: Path) -> Path:
@@ -78,17 +81,27 @@ def voice_manifest(data: Path, work: Path) -> Path:
     return path
 
 
+def voice_overrides(classes: Sequence[str], epochs: int) -> list[str]:
+    """The voice expert's emolite.train settings (model, window, sampler, batch, schedule,
+    augmentation); loss, lr, weight decay and the rest are emolite's defaults. The voice
+    benchmarks train with these too (benchmarks/voice_common.recipe)."""
+    return ['model.name="audio"', f"data.classes={json.dumps(list(classes))}", f"data.audio_seconds={AUDIO_SECONDS}",
+            'data.sampler="weighted"', f"data.batch_size={VOICE_BATCH}", f"optim.epochs={epochs}",
+            'optim.keep="last"', 'optim.monitor="val/uar"', f"augment.noise_snr_db={VOICE_NOISE_SNR_DB}",
+            f"augment.gain_db={VOICE_GAIN_DB}"]
+
+
 def train_voice(data: Path, work: Path, epochs: int) -> tuple[dict, str]:
+    from .. import preprocess, train
+    from ..config import load_config
+
     s = preprocess.run("manifest", voice_manifest(data, work), work / "voice", workers=1, progress=False,
                        dataset_opts=SPLIT, detector="none")
     print(f"voice cache: {s['done']} done, {s['reused']} reused, {s['failed']} failed -> {s['cache']}", flush=True)
     cache_dir = s["cache"]
-    cfg = load_config(None, [f"data.cache_dir={json.dumps(cache_dir)}", f"data.classes={json.dumps(list(EMOTIONS))}",
-                             f"trainer.out_dir={json.dumps(str(work / 'runs'))}", "trainer.name=\"voice\"",
-                             "trainer.progress_bar=false", "data.num_workers=1", "data.sampler=\"weighted\"",
-                             "model.name=\"audio\"", f"data.audio_seconds={AUDIO_SECONDS}", f"optim.epochs={epochs}",
-                             "optim.keep=\"last\"", "optim.monitor=\"val/uar\"", "data.batch_size=32",
-                             "augment.noise_snr_db=5.0", "augment.gain_db=20.0"])
+    cfg = load_config(None, [f"data.cache_dir={json.dumps(cache_dir)}", f"trainer.out_dir={json.dumps(str(work / 'runs'))}",
+                             'trainer.name="voice"', "trainer.progress_bar=false", "data.num_workers=1",
+                             *voice_overrides(EMOTIONS, epochs)])
     run_dir = work / "runs" / "voice"
     if (run_dir / "metrics.json").exists():
         print(f"voice: reusing finished run {run_dir}")
@@ -106,11 +119,11 @@ def train_faces(data: Path, work: Path, epochs: int) -> Path:
     FACE_EPOCHS_2 at lr 0.01, then FACE_EPOCHS_3 at lr 0.02 (a warm restart: public_test 0.632 -> 0.646)."""
     common = [str(data), "--work", str(work), "--margin", str(FACE_MARGIN)]
     if not (work / "face" / "summary.json").exists():
-        train_face.main(common + ["--name", "face", "--epochs", str(epochs)])
+        face_recipe.main(common + ["--name", "face", "--epochs", str(epochs)])
     last = "face"
     for name, n, lr in (("face2", FACE_EPOCHS_2, "0.01"), ("face3", FACE_EPOCHS_3, "0.02")):
         if not (work / name / "summary.json").exists():
-            train_face.main(common + ["--name", name, "--epochs", str(n), "--lr", lr,
+            face_recipe.main(common + ["--name", name, "--epochs", str(n), "--lr", lr,
                                       "--init", str(work / last / "best.pt")])
         last = name
     return work / last / "best.pt"
@@ -120,8 +133,8 @@ def train_faces(data: Path, work: Path, epochs: int) -> Path:
 @torch.no_grad()
 def voice_log_probs(model: torch.nn.Module, cache_dir: str, split: str):
     """Log-probabilities over EMOTIONS and labels for every entry of a voice split."""
-    from emolite import cache
-    from emolite.loader import ClipDataset, collate, model_inputs
+    from .. import cache
+    from ..loader import ClipDataset, collate, model_inputs
 
     rows = [r for r in cache.read_index(cache_dir) if r["split"] == split and r["label"] in EMOTIONS]
     ds = ClipDataset(rows, [EMOTIONS.index(r["label"]) for r in rows], 1, AUDIO_SECONDS)
@@ -135,7 +148,7 @@ def voice_log_probs(model: torch.nn.Module, cache_dir: str, split: str):
 
 def face_log_probs(model: torch.nn.Module, faces: dict, split: str):
     x, y, src = faces[split]
-    z = train_face.logits_of(model.net, x)
+    z = face_recipe.logits_of(model.net, x)
     return torch.log_softmax(torch.from_numpy(z), -1).numpy(), y, src
 
 
@@ -167,20 +180,16 @@ def fused_acc(lf, la, pairs, ya, w: float, tf: float, ta: float) -> float:
 
 
 def metrics(lp: np.ndarray, y: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score, recall_score
-
-    p = lp.argmax(1)
-    present = sorted(set(y))
-    return {"n": int(len(y)), "accuracy": round(float(accuracy_score(y, p)), 4),
-            "f1_macro": round(float(f1_score(y, p, labels=present, average="macro")), 4),
-            "uar": round(float(recall_score(y, p, labels=present, average="macro")), 4),
-            "classes": [EMOTIONS[c] for c in present]}
+    """n, accuracy, macro F1 and UAR (emolite.metrics) of log-probabilities against labels."""
+    m = M.scores(y.tolist(), lp.argmax(1).tolist())
+    return {"n": int(len(y)), "accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4),
+            "uar": round(m["uar"], 4), "classes": [EMOTIONS[c] for c in sorted(set(y))]}
 
 
 def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     face, fmeta = load_checkpoint(face_ckpt)
     voice, vmeta = load_checkpoint(voice_res["best_checkpoint"])
-    faces = train_face.load_data(args.data, args.work, FACE_MARGIN)
+    faces = face_recipe.load_data(args.data, args.work, FACE_MARGIN)
     lf_dev, yf_dev, src_dev = face_log_probs(face, faces, "dev")
     la_dev, ya_dev, _ = voice_log_probs(voice, voice_cache, "dev")
     tf, ta = calibrate(lf_dev, yf_dev), calibrate(la_dev, ya_dev)
@@ -233,17 +242,20 @@ def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     print(f"saved {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
 
 
-def main() -> None:
-    root = Path(__file__).resolve().parents[1]
-    ap = argparse.ArgumentParser()
+def add_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The recipe's options (shared by `emolite train-default` and `python -m emolite.recipes.default`)."""
     ap.add_argument("data", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/emolite-default"))
-    ap.add_argument("--out", type=Path, default=root / "emolite" / "assets" / "default.pt")
-    ap.add_argument("--report", type=Path, default=root / "docs" / "default_model.json")
+    ap.add_argument("--out", type=Path, default=REPO / "emolite" / "assets" / "default.pt")
+    ap.add_argument("--report", type=Path, default=REPO / "docs" / "default_model.json")
     ap.add_argument("--stage", choices=("all", "voice", "face"), default="all")
     ap.add_argument("--face-epochs", type=int, default=FACE_EPOCHS)
     ap.add_argument("--voice-epochs", type=int, default=VOICE_EPOCHS)
-    args = ap.parse_args()
+    return ap
+
+
+def run(args) -> None:
+    """The stages `args.stage` names; "all" ends with the fused model at args.out."""
     args.data = args.data.resolve()
     torch.set_num_threads(2)
     if args.stage in ("all", "voice"):
@@ -252,6 +264,11 @@ def main() -> None:
         face_ckpt = train_faces(args.data, args.work, args.face_epochs)
     if args.stage == "all":
         fuse(args, face_ckpt, voice_res, voice_cache)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse argv (the command line when None) and `run`."""
+    run(add_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0])).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Several people in one picture: tracking, speaker attribution and cost of `analyze --people`.
 
-    python benchmarks/people.py ../shared/data [--clips 6] [--seconds 12] [--no-cost]
+    python benchmarks/bench_people.py ../shared/data [--clips 6] [--seconds 12] [--no-cost]
 
 Generated scenes (emolite.demo.Scene): 2-4 real faces from the shared face pool (faces_mux
 photos of different people whose face the detector finds at 100 px in a 640-px frame, each on
