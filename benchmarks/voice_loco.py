@@ -34,17 +34,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common as C  # noqa: E402
-import voice_common as V  # noqa: E402
+import common as C
+import voice_common as V
 
 CORPORA = ("emodb", "ravdess", "nemo", "ased", "turev")
 VARIANTS = ("plain", "corpus_norm", "balanced")
@@ -123,7 +120,7 @@ def corpus_features(items: list, root: Path) -> np.ndarray:
 
 
 def svm_fit_predict(X_tr: np.ndarray, y_tr, X_te: np.ndarray, weights: np.ndarray | None = None) -> list[str]:
-    """voice_common.svm_fit's model (StandardScaler + linear SVC, C = V.SVM_C, balanced classes)
+    """common.svm_fit's model (StandardScaler + linear SVC, C = C.SVM_C, balanced classes)
     with the linear kernel computed once by BLAS (SVC(kernel="precomputed") on the standardised
     features' Gram matrix: the same solution, but minutes instead of an hour on 7,000 x 6,373).
     With `weights` (per training item, mean 1) those replace the class weights."""
@@ -133,7 +130,7 @@ def svm_fit_predict(X_tr: np.ndarray, y_tr, X_te: np.ndarray, weights: np.ndarra
     scaler = StandardScaler().fit(X_tr)
     A = scaler.transform(X_tr).astype(np.float64)
     B = scaler.transform(X_te).astype(np.float64)
-    svc = SVC(kernel="precomputed", C=V.SVM_C, class_weight="balanced" if weights is None else None,
+    svc = SVC(kernel="precomputed", C=C.SVM_C, class_weight="balanced" if weights is None else None,
               cache_size=KERNEL_CACHE_MB)
     svc.fit(A @ A.T, list(y_tr), sample_weight=weights)
     return [str(p) for p in svc.predict(B @ A.T)]
@@ -151,7 +148,7 @@ def fold_answers(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarr
                  weights: np.ndarray | None = None) -> dict:
     """The SVM's answers on the test rows (memoised by the data, so a rerun skips the fit)."""
     h = hashlib.sha1()
-    for part in (X[train], X[test], y[train], np.float64(V.SVM_C)) + (() if weights is None else (weights,)):
+    for part in (X[train], X[test], y[train], np.float64(C.SVM_C)) + (() if weights is None else (weights,)):
         h.update(np.ascontiguousarray(part).tobytes())
     f = memo / f"{h.hexdigest()[:16]}.json"
     if f.exists():
@@ -208,7 +205,7 @@ def main() -> None:
                        "held-out corpus's classes; scored on every held-out file over those classes",
            "labels": "pooled: calm -> neutral, boredom left out (emolite.labels.POOLED)",
            "features": f"openSMILE {FEATURE_SET} functionals ({X.shape[1]}) of the whole file",
-           "classifier": f"StandardScaler + SVC(kernel=linear, C={V.SVM_C}, class_weight=balanced), C fixed",
+           "classifier": f"StandardScaler + SVC(kernel=linear, C={C.SVM_C}, class_weight=balanced), C fixed",
            "items": {c: int((corpus == c).sum()) for c in CORPORA},
            "speakers": {c: len({it.speaker for it in items if it.dataset == c}) for c in CORPORA},
            "max_class_share_target": MAX_CLASS_SHARE, "environment": C.environment()}
