@@ -151,9 +151,8 @@ def time_face(m, n: int = 200) -> dict:
                 expert(x)
     else:   # the whole model on a face-only input (one face frame; no context, no audio)
         crop = np.random.default_rng(0).integers(0, 256, (1, s, s, 3), dtype=np.uint8)
-        x = I.clip_inputs(crop, np.ones(1, bool), np.zeros((1, spec.context_size, spec.context_size, 3), np.uint8),
-                          None, spec.frames, spec.audio_seconds, True, False, face_size=s,
-                          context_size=spec.context_size)
+        x = I.clip_inputs(spec.replace(face_size=s), crop, np.ones(1, bool),
+                          np.zeros((1, spec.context_size, spec.context_size, 3), np.uint8), None)
         x["context_mask"][:] = False
         batch = I.stack([x])
         what = f"whole model ({m.backend}) on a face-only input"

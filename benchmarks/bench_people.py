@@ -157,18 +157,19 @@ def track_scores(model, path: Path, scene) -> dict:
     """Replay analyze's frame sampling through features.people_features and score the tracks."""
     from emolite import media
     from emolite.features import people_features
+    from emolite.grid import detect_every, frame_key, model_rate
     from emolite.people import PeopleTracker
 
     spec = model.spec
-    fps = spec.frames / spec.window_seconds
+    fps = model_rate(spec.frames, spec.window_seconds)
     tracker, memo, done = PeopleTracker(), {}, set()
     frames = switches = full = false_pos = boxes_total = 0
     last_id: dict[int, int] = {}
     for w in media.iter_windows(path, fps=fps, window=spec.window_seconds, hop=spec.hop_seconds):
         people_features(w, model.detector, tracker, spec.face_size, spec.context_size, spec.margin, spec.align,
-                        memo, 1, fps)
+                        memo, detect_every(True), fps)
         for t in w.times:
-            k = round(float(t), 4)
+            k = frame_key(t)
             if k in done:
                 continue
             done.add(k)

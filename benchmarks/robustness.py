@@ -17,9 +17,16 @@ duration-less files, and how `emolite serve` holds up against hostile clients.
 2. Hostile server (`emolite serve` on a free 127.0.0.1 port, `--idle-timeout 2`, default 16
    sessions): WebSocket handshakes with `Origin: http://evil.example` and with a foreign Host
    (DNS rebinding), counted refused vs accepted (raw handshakes, so the status is exact); the
-   same for POST /predict and GET /health; every session slot filled by idle clients, then
-   after the idle timeout the slots they hold and whether a new client gets a session; 47
-   half-open HTTP connections (a partial request line, held) while /health is asked.
+   same for POST /classify and GET /health; every session slot filled by idle clients (one
+   per loopback address 127.0.0.x, as a slot per address is limited), then after the idle
+   timeout the slots they hold and whether a new client gets a session; 47 half-open HTTP
+   connections (a partial request line, held) while /health is asked.
+3. Slow clients (issue 24): 20 and 1030 POSTs from 127.0.0.1 that send their headers and 10
+   bytes of a 100 kB body and then stall, held past the body deadline while a good client on
+   the same address asks /health every 0.5 s (status codes, latency) and the slow connections
+   the server still holds are counted each second; 16 WebSocket clients that only ping, once a
+   second, from one address and then from 16 addresses: sessions they get, whether a good
+   client (audio chunks) is accepted meanwhile and after the idle timeout, what they still hold.
 
 Generated media go to the work folder (never the repository) and are reused when present.
 Everything runs under `nice -n 19` (the benchmark machine is shared). Prints JSON and saves it
@@ -48,12 +55,14 @@ import numpy as np
 
 from common import RESULTS, emit, log
 
-from emolite.serve.conn import HEADER_TIMEOUT
+from emolite.serve.conn import BODY_TIMEOUT, HEADER_TIMEOUT
 
 NICE = ["nice", "-n", "19"]
 TIME = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
 SR = 16000
 HALF_OPEN = 47
+SLOW_BODIES = (20, 1030)   # slow-body POSTs held at once (the issue's two probes)
+PINGERS = 16               # ping-only WebSocket clients (the default session count)
 EVIL_ORIGIN = "http://evil.example"
 
 
@@ -302,16 +311,14 @@ async def _idle_slots(port: int, max_sessions: int, idle_timeout: float) -> dict
 
     uri, origin = f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
 
-    async def open_one():
-        ws = await asyncio.wait_for(websockets.connect(uri, origin=origin, open_timeout=10), 15)
-        first = json.loads(await asyncio.wait_for(ws.recv(), 15))
-        return ws, first.get("type")
+    async def open_one(address: str = "127.0.0.1"):
+        return await ws_open(uri, origin, address)
 
     idle = []
-    for _ in range(max_sessions):
-        idle.append(await open_one())
+    for i in range(max_sessions):   # one address each: an address holds only a few slots
+        idle.append(await open_one(f"127.0.0.{10 + i}"))
     sessions_full = await asyncio.to_thread(health, port)
-    extra, kind = await open_one()       # one over the limit: "server full"
+    extra, kind = await open_one("127.0.0.9")       # one over the limit: "server full"
     await extra.close()
     t0 = time.perf_counter()
     await asyncio.sleep(idle_timeout + 2.0)
@@ -338,6 +345,110 @@ async def _idle_slots(port: int, max_sessions: int, idle_timeout: float) -> dict
             "slots_held_by_idle_clients_after_timeout": after["sessions"],
             "idle_clients_closed_by_server": closed, "close_codes": sorted(set(codes), key=str),
             "new_client_after_timeout": {"first_message": fresh_kind, "ping": pong}}
+
+
+async def ws_open(uri: str, origin: str, address: str):
+    """A WebSocket from a loopback source address -> (socket, type of its first message)."""
+    import websockets
+
+    ws = await asyncio.wait_for(websockets.connect(uri, origin=origin, open_timeout=10,
+                                                   local_addr=(address, 0)), 15)
+    first = json.loads(await asyncio.wait_for(ws.recv(), 15))
+    return ws, first.get("type")
+
+
+def _still_open(s: socket.socket) -> bool:
+    """Whether the server still holds `s` (reads whatever it sent first, e.g. a 408)."""
+    s.setblocking(False)
+    try:
+        while s.recv(65536):
+            pass
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def slow_bodies(port: int, n: int, hold_s: float) -> dict:
+    """n POSTs that send their head and 10 bytes of a 100 kB body, then stall; a good client on
+    the same address asks /health every 0.5 s meanwhile; the slow ones still open each second."""
+    head = (f"POST /classify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100000\r\n"
+            "Content-Type: multipart/form-data; boundary=xyz\r\n\r\n--xyz\r\n").encode()
+    socks, t0 = [], time.time()
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(head)
+            socks.append(s)
+        except OSError:
+            pass
+    opened_s = time.time() - t0
+    probes, held, last = [], [], -1.0
+    while time.time() - t0 < hold_s:
+        if time.time() - last >= 1.0:
+            last = time.time()
+            socks = [s for s in socks if _still_open(s) or s.close()]
+            held.append({"t_s": round(last - t0, 1), "still_open": len(socks)})
+        probes.append({"t_s": round(time.time() - t0, 1), **health(port)})
+        time.sleep(0.5)
+    end = sum(_still_open(s) for s in socks)
+    for s in socks:
+        s.close()
+    ok = [p for p in probes if p["status"] == 200]
+    return {"slow_posts": n, "opened_in_s": round(opened_s, 1), "held_s": hold_s,
+            "health_probes": len(probes), "health_200": len(ok),
+            "health_statuses": sorted({str(p["status"]) for p in probes}),
+            "health_ms_median": float(np.median([p["ms"] for p in ok])) if ok else None,
+            "health_ms_max": max((p["ms"] for p in probes), default=None),
+            "slow_still_open_max_after_1s": max((h["still_open"] for h in held[1:]), default=None),
+            "slow_still_open_by_second": held, "slow_still_open_at_end": end,
+            "health_by_probe": [(p["t_s"], p["status"], p["ms"]) for p in probes]}
+
+
+async def _ping_only(port: int, idle_timeout: float, one_address: bool) -> dict:
+    """PINGERS clients that only ping, once a second (from one address or one each); a good
+    client meanwhile and after the idle timeout; what the pingers hold by then."""
+    import websockets
+
+    uri, origin = f"ws://127.0.0.1:{port}/ws", f"http://127.0.0.1:{port}"
+    pingers = [await ws_open(uri, origin, "127.0.0.1" if one_address else f"127.0.0.{40 + i}")
+               for i in range(PINGERS)]
+    live = [ws for ws, kind in pingers if kind == "hello"]
+    stop = asyncio.Event()
+
+    async def ping(ws):
+        try:
+            while not stop.is_set():
+                await ws.send(json.dumps({"type": "ping", "t": time.time()}))
+                await asyncio.sleep(1.0)
+        except websockets.ConnectionClosed:
+            pass
+
+    async def good_client() -> str:
+        ws, kind = await ws_open(uri, origin, "127.0.0.2")
+        if kind == "hello":
+            await ws.send(bytes([2]) + bytes(2 * 4000))   # a quarter second of silence: real activity
+        await ws.close()
+        return kind
+
+    tasks = [asyncio.create_task(ping(ws)) for ws in live]
+    t0 = time.perf_counter()
+    meanwhile = await good_client()
+    sessions_held = (await asyncio.to_thread(health, port))["sessions"]
+    await asyncio.sleep(idle_timeout + 2.0)
+    after = await good_client()
+    closed = sum(ws.close_code is not None for ws in live)
+    codes = sorted({ws.close_code for ws in live if ws.close_code is not None})
+    stop.set()
+    await asyncio.gather(*tasks)
+    for ws, _ in pingers:
+        await ws.close()
+    return {"ping_only_clients": PINGERS, "from": "one address" if one_address else f"{PINGERS} addresses",
+            "given_a_session": len(live), "sessions_held": sessions_held,
+            "good_client_meanwhile": meanwhile, "waited_s": round(time.perf_counter() - t0, 1),
+            "pingers_closed_by_server_after_idle_timeout": closed, "close_codes": codes,
+            "good_client_after_idle_timeout": after}
 
 
 def half_open(port: int, n: int, hold_s: float) -> dict:
@@ -408,7 +519,7 @@ def server(idle_timeout: float, tries: int) -> dict:
             [ws_handshake(port, host="evil.example", origin=EVIL_ORIGIN) for _ in range(tries)])
         res["health_foreign_host"] = count([http(port, headers={"Host": "evil.example"})[0] for _ in range(tries)])
         body = b"x" * 100
-        res["predict_foreign_origin"] = count([http(port, "POST", "/predict", {"Origin": EVIL_ORIGIN}, body)[0]
+        res["classify_foreign_origin"] = count([http(port, "POST", "/classify", {"Origin": EVIL_ORIGIN}, body)[0]
                                                for _ in range(tries)])
         time.sleep(idle_timeout + 1)   # let the control sessions time out before filling the slots
         log("idle clients ...")
@@ -416,6 +527,12 @@ def server(idle_timeout: float, tries: int) -> dict:
         log("half-open connections ...")
         # held past the server's head timeout: they should be closed by the end
         res["half_open"] = half_open(port, HALF_OPEN, hold_s=max(HEADER_TIMEOUT + 5.0, 3 * idle_timeout))
+        for n in SLOW_BODIES:
+            log(f"{n} slow-body POSTs ...")
+            res[f"slow_bodies_{n}"] = slow_bodies(port, n, hold_s=BODY_TIMEOUT + 10.0)
+        log("ping-only clients ...")
+        res["ping_only_one_address"] = asyncio.run(_ping_only(port, idle_timeout, True))
+        res["ping_only_many_addresses"] = asyncio.run(_ping_only(port, idle_timeout, False))
         res["health_after"] = health(port)
         res["server_alive_at_end"] = proc.poll() is None
     finally:

@@ -36,7 +36,7 @@ LOOP_FRAMES = 50          # distinct frames per client (10 s at 5 Hz), pre-encod
 SERVER = ("import sys; from emolite.serve.app import serve, Limits; "
           "serve(sys.argv[1] or None, port=int(sys.argv[2]), workers=int(sys.argv[3]), "
           "detect_every=int(sys.argv[4]), model_every=int(sys.argv[5]), log_level='warning', "
-          "limits=Limits(max_sessions=max(16, int(sys.argv[6]))))")
+          "limits=Limits(max_sessions=max(16, int(sys.argv[6])), max_sessions_per_address=max(16, int(sys.argv[6]))))")
 
 
 def free_port() -> int:

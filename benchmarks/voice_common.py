@@ -202,10 +202,8 @@ def window_probs(models: list, audio: np.ndarray) -> list:
     fs, cs = p.face_size, p.context_size
     xs = []
     for w in chunks:
-        x = I.clip_inputs(np.zeros((0, fs, fs, 3), np.uint8), np.zeros(0, bool), np.zeros((0, cs, cs, 3), np.uint8),
-                          w, p.frames, p.audio_seconds, has_video=False, face_size=fs, context_size=cs)
-        x["face_mask"][:] = False
-        xs.append(x)
+        xs.append(I.clip_inputs(p, np.zeros((0, fs, fs, 3), np.uint8), np.zeros(0, bool),
+                                np.zeros((0, cs, cs, 3), np.uint8), w))
     batch = I.stack(xs)
     return [{c: float(v) for c, v in zip(m.classes, m.predict_inputs(batch).mean(0))} for m in models]
 

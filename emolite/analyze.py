@@ -1,8 +1,10 @@
 """`emolite analyze`: media files -> emotions over time (CSV, JSON, terminal table, plot).
 
-Windows stream from media.iter_windows through the one shared feature path
-(features.window_features -> inputs.clip_inputs, the evaluation path of training's make_sample) into the model in small batches; rows are
-written as they come, so a 1-hour video runs in bounded memory.
+Windows stream from media.iter_windows (frames on the model's grid, `emolite.grid`) through
+the one shared feature path (features.window_features) and the one inference core
+(`emolite.core`: voice check, speaker rule, inputs.window_inputs) into the model in small
+batches; rows are written as they come, so a 1-hour video runs in bounded memory. The default
+window and hop are the model's (`InputSpec.window_seconds` / `hop_seconds`).
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from . import inputs as I
-from . import media
-from .errors import EmoliteError
-from .features import people_features, usable, window_features
-from .fsio import atomic_path, atomic_write_text, check_writable
+from . import core, media
+from .errors import EmoliteError, shown
+from .features import people_features, window_features
+from .fsio import atomic_path, atomic_write_text, check_writable  # noqa: F401  (atomic_path: public)
+from .grid import DETECT_EVERY, detect_every, model_rate  # noqa: F401  (DETECT_EVERY: public)
 from .options import optional
-from .people import MAX_PEOPLE, PeopleTracker, speaker
+from .people import MAX_PEOPLE, PeopleTracker
 from .outputs import CsvSink, Outputs, plot_timeline  # noqa: F401  (CsvSink, plot_timeline: public since the first release)
-from .media import HOP, WINDOW  # noqa: F401  (the default analysis window and hop; serve reads analyze.WINDOW)
+from .media import HOP, WINDOW  # noqa: F401  (public since the first release; analysis uses the model spec's window)
 from .spec import InputSpec
+from .vad import bad_audio_note
 
 BATCH = 8        # windows per model call
-DETECT_EVERY = 2  # detect faces on every 2nd sampled frame; the tracker interpolates the others
 
 
 class Model(Protocol):
@@ -120,89 +122,93 @@ def _video_side(info: dict) -> int:
 
 
 def iter_analyze(model: Model, path: str | os.PathLike, window: float | None = None, hop: float | None = None,
-                 batch: int = BATCH, progress: bool = False, detect_every: int = DETECT_EVERY,
-                 people: bool = False, max_people: int = MAX_PEOPLE) -> Iterator[WindowResult]:
+                 batch: int = BATCH, progress: bool = False, people: bool = False, max_people: int = MAX_PEOPLE,
+                 notes: list[str] | None = None) -> Iterator[WindowResult]:
     """Stream WindowResults for one file, in time order. `window`/`hop` are seconds (default:
-    the model's spec); crops, detector and input length come from the model's spec.
+    the model's spec); crops, detector and input length come from the model's spec. Frames are
+    sampled on the model's grid (`grid`: exactly T per window) and each window goes through
+    `emolite.core`, as a live session's and `predict`'s do. `notes` collects what the result's
+    warnings should say once (NaN/inf audio).
 
     `people=True`: every face (up to `max_people`) is tracked through the file and gets its own
     row per window (`person` = its id); the voice is fused into the person seen speaking
     (`speaker`), and when that cannot be told the voice gets a row of its own (person None)."""
     p = Path(path)
     spec = model.spec
-    window = window or spec.window_seconds
-    hop = hop or spec.hop_seconds
+    window, hop = check_window(window, hop, spec, flag="")
     use_video = any(m in model.modalities for m in ("face", "context"))
     use_audio = "audio" in model.modalities
-    memo: dict[float, tuple] = {}
-    # Sample exactly the frames the model uses (T per window) rather than the cache's fps.
-    fps = spec.frames / window
-    pending: list[tuple] = []
+    rate = model_rate(spec.frames, window)
     info = media.probe(p)  # one look at the file: window count for the bar, size for the boxes
-    side = _video_side(info)
+    still = info["kind"] == "image"
     tracker = PeopleTracker(max_people) if people and use_video else None
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        total = len(media.window_spans(info["duration"], window, hop)) if info["duration"] else 1
-        bar = tqdm(total=total, desc=p.name, unit="win", leave=False, dynamic_ncols=True)
-
-    def flush() -> Iterator[WindowResult]:
-        probs = model.predict_inputs(I.stack([e[1] for e in pending]))
-        for (w, _, feats, uses, person, spoke), pr in zip(pending, probs):
-            pred = model.to_prediction(pr) if any(uses.values()) else None
-            box = None
-            if feats.face_mask.any():
-                # frames are analysed downscaled; report the box in the video's own pixels
-                scale = side / max(feats.frame_size) if side and max(feats.frame_size) else 1.0
-                box = [float(v) * scale for v in np.nanmean(feats.boxes[feats.face_mask], 0)]
-            yield WindowResult(w.start, w.end, pred and pred.label, pred and pred.confidence,
-                               pred.probs if pred else dict.fromkeys(model.classes), bool(feats.face_mask.any()),
-                               box, feats.has_audio, feats.has_video, bool(uses["audio"]), person, spoke)
-        if bar is not None:
-            bar.update(len({(e[0].start, e[0].end) for e in pending}))
-        pending.clear()
-
-    def add(w, feats, person=None, spoke=False, voice_alone=False) -> None:
-        uses = usable(feats, model.modalities)
-        if tracker is not None:   # the voice goes to the speaker, or stands alone; the scene to the people
-            uses["audio"] = uses["audio"] and (spoke or person is None)
-            uses["context"] = uses["context"] and not voice_alone
-        x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames,
-                          spec.audio_seconds, feats.has_video and not voice_alone, uses["audio"], fps=fps,
-                          face_size=spec.face_size, context_size=spec.context_size)
-        pending.append((w, x, feats, uses, person, spoke))
-
+    memo: dict[float, tuple] = {}
+    pending: list[tuple[media.Window, core.Row]] = []
+    bad, seen = 0, 0.0        # NaN/inf samples in the audio up to `seen` (windows overlap)
+    bar = _bar(p, info, window, hop) if progress else None
     try:
-        windows = prefetch(media.iter_windows(p, fps=fps, window=window, hop=hop, use_video=True, use_audio=True))
-        for w in windows:
-            if not use_video:
-                w.frames = None
-            if not use_audio:
-                w.audio = None
-            kw = dict(face_size=spec.face_size, context_size=spec.context_size, margin=spec.margin,
-                      align=spec.align, memo=memo, fps=fps, vad=use_audio)
+        stream = media.iter_windows(p, fps=rate, window=window, hop=hop)
+        for w in prefetch(stream):
+            w.frames = w.frames if use_video else None
+            w.audio = w.audio if use_audio else None
+            kw = dict(face_size=spec.face_size, context_size=spec.context_size, margin=spec.margin, align=spec.align,
+                      memo=memo, detect_every=detect_every(tracker is not None), fps=rate, still=still)
             if tracker is None:
-                add(w, window_features(w, model.detector if use_video else None, detect_every=detect_every, **kw))
-            else:   # every frame detected: people move between the few frames a window samples
-                found, motion, nobody = people_features(w, model.detector, tracker, detect_every=1, **kw)
-                voice = usable(nobody, model.modalities)["audio"]
-                who = speaker(motion, voice)
-                for person, feats in found.items():
-                    add(w, feats, person, person == who)
-                if who is None and (not found or voice):
-                    add(w, nobody, voice_alone=bool(found))
+                feats = window_features(w, model.detector if use_video else None, **kw)
+                rows = [core.face_row(spec, model.modalities, feats)]
+            else:
+                found, motion, nobody = people_features(w, model.detector, tracker, **kw)
+                rows = core.people_rows(spec, model.modalities, found, motion, nobody)
                 tracker.forget_before(w.start + hop)
+            bad += _bad_samples(w, seen)
+            seen = max(seen, w.end)
+            pending += [(w, r) for r in rows]
             for k in [k for k in memo if k < w.start]:  # frames no later window shares
                 del memo[k]
             if len(pending) >= batch:
-                yield from flush()
+                yield from _flush(model, pending, info, bar)
         if pending:
-            yield from flush()
+            yield from _flush(model, pending, info, bar)
+        if notes is not None:
+            notes += stream.warnings
     finally:
         if bar is not None:
             bar.close()
+    if bad and notes is not None:
+        notes.append(bad_audio_note(bad))
+
+
+def _bad_samples(w: media.Window, seen: float) -> int:
+    """NaN/inf samples in the window's audio after `seen` s (each counted once)."""
+    if w.audio is None:
+        return 0
+    skip = int(round(max(0.0, seen - w.start) * media.SAMPLE_RATE))
+    return int(np.count_nonzero(~np.isfinite(w.audio[skip:])))
+
+
+def _bar(p: Path, info: dict, window: float, hop: float):
+    from tqdm import tqdm
+
+    total = media.window_count(info["duration"], window, hop) if info["duration"] else 1
+    return tqdm(total=total, desc=shown(p.name), unit="win", leave=False, dynamic_ncols=True)
+
+
+def _flush(model: Model, pending: list[tuple[media.Window, core.Row]], info: dict, bar) -> Iterator[WindowResult]:
+    """One model call for the pending rows -> their WindowResults (boxes in the video's pixels)."""
+    side = _video_side(info)
+    for (w, row), pred in zip(pending, core.answer(model, [r for _, r in pending])):
+        f = row.feats
+        box = None
+        if f.face_mask.any():
+            # frames are analysed downscaled; report the box in the video's own pixels
+            scale = side / max(f.frame_size) if side and max(f.frame_size) else 1.0
+            box = [float(v) * scale for v in np.nanmean(f.boxes[f.face_mask], 0)]
+        yield WindowResult(w.start, w.end, pred and pred.label, pred and pred.confidence,
+                           pred.probs if pred else dict.fromkeys(model.classes), bool(f.face_mask.any()),
+                           box, f.has_audio, f.has_video, bool(row.uses["audio"]), row.person, row.speaker)
+    if bar is not None:
+        bar.update(len({(w.start, w.end) for w, _ in pending}))
+    pending.clear()
 
 
 def prefetch(it: Iterator, depth: int = 2) -> Iterator:
@@ -246,11 +252,13 @@ def prefetch(it: Iterator, depth: int = 2) -> Iterator:
         t.join(timeout=5)
 
 
-def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Result:
+def summarize(path: str, windows: list[WindowResult], classes: list[str], notes: list[str] = ()) -> Result:
     """The file's overall label: the mean of its labelled rows' probabilities (with --people,
-    every person's and the lone voice's rows); each person's own summary in `people`."""
+    every person's and the lone voice's rows); each person's own summary in `people`. `notes`
+    (what decoding found, e.g. a file that ended early) come first in the warnings."""
     if not windows:
         raise EmoliteError("no windows to analyse (empty file?)", path)
+    path = shown(path)
     spans = {}   # window -> any face in it (with --people a window has a row per person)
     for w in windows:
         spans[(w.start, w.end)] = spans.get((w.start, w.end), False) or w.face_found
@@ -258,7 +266,7 @@ def summarize(path: str, windows: list[WindowResult], classes: list[str]) -> Res
     labelled = [w for w in windows if w.label is not None]
     has_v, has_a = any(w.has_video for w in windows), any(w.has_audio for w in windows)
     people = _people(windows, classes) if any(w.person is not None for w in windows) else {}
-    warnings = []
+    warnings = list(notes)
     if not labelled:
         warnings.append("no face and no voice found (silence, noise or music): no emotion label")
         return Result(str(path), None, None, dict.fromkeys(classes), windows, {"video": has_v, "audio": has_a},
@@ -304,17 +312,19 @@ def analyze_file(model: Model, path: str | os.PathLike, window: float | None = N
                  max_people: int = MAX_PEOPLE) -> Result:
     """Analyse one file; `on_window(WindowResult)` is called as each window is ready (streaming).
     `people=True`: one timeline per tracked person (see `iter_analyze`, `Result.people`)."""
-    windows = []
-    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people):
+    windows, notes = [], []
+    for w in iter_analyze(model, path, window, hop, progress=progress, people=people, max_people=max_people,
+                          notes=notes):
         windows.append(w)
         if on_window is not None:
             on_window(w)
-    return summarize(str(path), windows, model.classes)
+    return summarize(str(path), windows, model.classes, notes)
 
 
 def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (recursively, media files only) and globs -> files; problems for the rest,
-    including subfolders that cannot be read (reported, never skipped silently)."""
+    """Files, folders (recursively, media files only) and globs -> files, each once however
+    often it is named (`a a ./a dir/ dir/a`); problems for the rest, including subfolders that
+    cannot be read (reported, never skipped silently)."""
     files, problems = [], []
     for s in specs:
         p = Path(s)
@@ -322,18 +332,20 @@ def expand_inputs(specs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
             found, unreadable = media.scan(p)
             problems += unreadable
             if not found and not unreadable:
-                problems.append((s, "folder holds no media files"))
+                problems.append((shown(s), "folder holds no media files"))
             files += found
         elif p.exists():
             files.append(p)
         elif any(ch in s for ch in "*?["):
             hits = sorted(Path(h) for h in glob.glob(s, recursive=True) if Path(h).is_file())
             if not hits:
-                problems.append((s, "pattern matches no files"))
+                problems.append((shown(s), "pattern matches no files"))
             files += hits
         else:
-            problems.append((s, "no such file or folder"))
-    return files, problems
+            problems.append((shown(s), "no such file or folder"))
+    seen: set[str] = set()
+    once = [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
+    return once, problems
 
 
 def format_table(r: Result, max_rows: int = 40) -> str:
@@ -359,10 +371,17 @@ def format_table(r: Result, max_rows: int = 40) -> str:
     return "\n".join(lines)
 
 
-def check_window(window: float | None, hop: float | None) -> None:
-    """--window and --hop finite and in range (None: the model's), before anything is decoded."""
-    optional("--window", window, media.MIN_WINDOW, media.MAX_WINDOW)
-    optional("--hop", hop, media.MIN_HOP, media.MAX_WINDOW)
+def check_window(window: float | None, hop: float | None, spec: InputSpec | None = None,
+                 flag: str = "--") -> tuple[float | None, float | None]:
+    """`window` and `hop` finite and in range, before anything is decoded; None takes the
+    model's (with `spec`), 0 is an error like any value out of range. `flag` "--" names the
+    CLI options, "" the Python API's arguments."""
+    window = optional(f"{flag}window", window, media.MIN_WINDOW, media.MAX_WINDOW)
+    hop = optional(f"{flag}hop", hop, media.MIN_HOP, media.MAX_WINDOW)
+    if spec is not None:
+        window = spec.window_seconds if window is None else window
+        hop = spec.hop_seconds if hop is None else hop
+    return window, hop
 
 
 def _fail(failed: list, print_fn, path: str, reason: str) -> None:
@@ -381,24 +400,27 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
     if plot and o.dir is None:
         check_writable(".")
     results, failed = [], []
+    for w in o.warnings:
+        print_fn(f"warning: {w}")
     for p, r in problems:
         _fail(failed, print_fn, p, r)
     try:
         for f in files:
-            if os.path.abspath(f) in o.done:
-                results.append(o.done[os.path.abspath(f)])
+            name = shown(f)   # as every output names it: non-UTF-8 bytes escaped
+            if o.is_done(f) is not None:
+                results.append(o.is_done(f))
                 if not quiet:
-                    print_fn(f"{f}: finished in the earlier run (--resume)")
+                    print_fn(f"{name}: finished in the earlier run (--resume)")
                 continue
             try:
                 r = analyze_file(model, f, window, hop, progress=progress and not quiet, people=people,
                                  max_people=max_people,
-                                 on_window=(lambda w, f=f: o.sink.write(window_row(str(f), w, people))) if o.sink else None)
+                                 on_window=(lambda w: o.sink.write(window_row(name, w, people))) if o.sink else None)
             except EmoliteError as e:
-                _fail(failed, print_fn, str(f), str(e))
+                _fail(failed, print_fn, name, str(e))
                 continue
             except Exception as e:  # an unforeseen decoder problem in one file must not stop the batch
-                _fail(failed, print_fn, str(f), f"unexpected {type(e).__name__}: {e}")
+                _fail(failed, print_fn, name, f"unexpected {type(e).__name__}: {e}")
                 continue
             results.append(r.to_dict())
             if not quiet:
@@ -407,23 +429,23 @@ def run(specs: list[str], model: Model, out: str | None = None, plot: bool = Fal
                 try:
                     png = plot_timeline(r, (o.dir or Path(".")) / f"{Path(f).name}.png")
                     if not quiet:
-                        print_fn(f"  plot: {png}")
+                        print_fn(f"  plot: {shown(png)}")
                 except EmoliteError as e:
-                    _fail(failed, print_fn, str(f), str(e))
+                    _fail(failed, print_fn, name, str(e))
             err = o.finished(r)
             if err is not None:
-                _fail(failed, print_fn, str(o.record), str(err))
+                _fail(failed, print_fn, shown(o.record), str(err))
     finally:
         o.close()
     if o.sink is not None and o.sink.error is not None:
-        _fail(failed, print_fn, str(o.csv), str(o.sink.error))
+        _fail(failed, print_fn, shown(o.csv), str(o.sink.error))
     summary = {"files": len(files) + len(problems), "analyzed": len(results), "failed": failed,
                "results": results}
     if o.json is not None:
         try:
             atomic_write_text(o.json, json.dumps(summary, indent=1))
         except EmoliteError as e:
-            _fail(failed, print_fn, str(o.json), str(e))
+            _fail(failed, print_fn, shown(o.json), str(e))
     if o.dir is not None and not quiet:
-        print_fn(f"wrote {', '.join(str(p) for p in (o.csv, o.json, o.record) if p is not None)}")
+        print_fn(f"wrote {', '.join(shown(p) for p in (o.csv, o.json, o.record) if p is not None)}")
     return summary

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import options as O
 from .errors import EmoliteError
+from .media import MAX_PIXELS as DEFAULT_PIXELS
 from .people import MAX_PEOPLE, MAX_PEOPLE_LIMIT
 
 # Ranges of the options only the CLI has (the others are checked by the functions they go to).
@@ -26,46 +27,64 @@ MAX_SESSIONS = (1, 4096)
 MAX_UPLOAD_MB = (1, 4096)
 MAX_MESSAGE_KB = (1, 65536)
 MAX_FRAME_PIXELS = (64 * 64, 7680 * 4320)
+MAX_PIXELS = (64 * 64, 1 << 34)  # analyze, info, preprocess: --max-pixels (the default is media.MAX_PIXELS)
+PIXELS_HELP = f"largest image or video frame to decode, width x height (default {DEFAULT_PIXELS})"
 # Training recipes of the shipped model: command -> (emolite.recipes module, help). Their
 # options are the recipe module's own (`add_arguments`), parsed by `run_recipe`.
 RECIPES = {"train-face": ("face", "train the default model's face expert on FER2013 + face pool + CK+ (DATA folder)"),
            "train-default": ("default", "train the whole default model from the real data (DATA folder), resumable")}
 
 
+def pixel_limit(args):
+    """--max-pixels checked, as the `media.decode_limits` block every file is read in."""
+    from . import media
+
+    value = O.optional("--max-pixels", getattr(args, "max_pixels", None), *MAX_PIXELS, integer=True)
+    return media.decode_limits(pixels=int(value) if value is not None else DEFAULT_PIXELS)
+
+
 def cmd_info(args) -> int:
     """Print what each file holds, and whether faces are found in a few sampled frames."""
-    from . import media
-    from .faces import get_detector
-
     samples = O.number("--samples", args.samples, *SAMPLES, integer=True)
-    det = None if args.no_faces else get_detector()
-    status = 0
-    for path in args.files:
-        try:
-            info = media.probe(path)
-            if det is not None and info.get("has_video", info["kind"] == "image"):
-                found, sampled = [], 0
-                # Short windows and a stop after `samples` frames: a file that claims no duration
-                # (or a wrong one) is never held whole.
-                fps = 1.0 / max(info["duration"] / samples, 0.2) if info["duration"] else 1.0
-                for w in media.iter_windows(path, fps=fps, window=media.WINDOW, use_audio=False, max_side=None):
-                    if sampled >= samples:
-                        break
-                    for t, frame in zip(w.times, w.frames):
-                        if sampled >= samples:
-                            break
-                        sampled += 1
-                        faces = det(frame)
-                        found.append({"t": round(float(t), 2), "faces": len(faces),
-                                      "box": [round(float(v)) for v in faces[0].box] if faces else None})
-                info["faces"] = {"sampled_frames": sampled, "frames_with_face": sum(f["faces"] > 0 for f in found),
-                                 "samples": found[: args.samples]}
-        except EmoliteError as e:
-            print(f"error: {e}", file=sys.stderr)
-            status = 1
-            continue
-        print(json.dumps(info, indent=None if args.json else 1))
+    with pixel_limit(args):
+        from .faces import get_detector
+
+        det = None if args.no_faces else get_detector()
+        status = 0
+        for path in args.files:
+            try:
+                info = _info(path, det, samples)
+            except EmoliteError as e:
+                print(f"error: {e}", file=sys.stderr)
+                status = 1
+                continue
+            print(json.dumps(info, indent=None if args.json else 1))
     return status
+
+
+def _info(path: str, det, samples: int) -> dict:
+    """One file's probe, and faces in up to `samples` frames of it."""
+    from . import media
+
+    info = media.probe(path)
+    if det is not None and info.get("has_video", info["kind"] == "image"):
+        found, sampled = [], 0
+        # Short windows and a stop after `samples` frames: a file that claims no duration
+        # (or a wrong one) is never held whole.
+        fps = 1.0 / max(info["duration"] / samples, 0.2) if info["duration"] else 1.0
+        for w in media.iter_windows(path, fps=fps, window=media.WINDOW, use_audio=False, max_side=None):
+            for t, frame in zip(w.times, w.frames):
+                if sampled >= samples:
+                    break
+                sampled += 1
+                faces = det(frame)
+                found.append({"t": round(float(t), 2), "faces": len(faces),
+                              "box": [round(float(v)) for v in faces[0].box] if faces else None})
+            if sampled >= samples:
+                break
+        info["faces"] = {"sampled_frames": sampled, "frames_with_face": sum(f["faces"] > 0 for f in found),
+                         "samples": found[:samples]}
+    return info
 
 
 def cmd_preprocess(args) -> int:
@@ -76,8 +95,9 @@ def cmd_preprocess(args) -> int:
     dataset = args.dataset or ("manifest" if root.suffix.lower() == ".csv" else "files")
     overrides = {"fps": args.fps, "face_size": args.face_size, "context_size": args.context_size,
                  "align": args.align or None, "detector": args.detector, "margin": args.margin}
+    pixels = O.optional("--max-pixels", args.max_pixels, *MAX_PIXELS, integer=True)
     summary = preprocess.run(dataset, root, args.out, workers=args.workers, limit=args.limit,
-                             progress=not args.quiet, **overrides)
+                             progress=not args.quiet, max_pixels=pixels, **overrides)
     print(preprocess.format_summary(summary))
     return 0 if summary["failed"] == 0 else 2
 
@@ -91,7 +111,7 @@ def cmd_demo(args) -> int:
     clip = make_clip(out / "demo.mp4", seconds=args.seconds)
     print(f"wrote {clip}")
     args.inputs, args.plot, args.window, args.hop, args.quiet = [str(clip)], True, None, None, False
-    args.out, args.people, args.max_people = str(out), False, MAX_PEOPLE
+    args.out, args.people, args.max_people, args.max_pixels = str(out), False, MAX_PEOPLE, None
     return cmd_analyze(args)
 
 
@@ -102,10 +122,12 @@ def cmd_analyze(args) -> int:
 
     analyze.check_window(args.window, args.hop)   # before the model loads
     max_people = int(O.number("--max-people", args.max_people, 1, MAX_PEOPLE_LIMIT, integer=True))
+    limit = pixel_limit(args)
     model = load_model(args.model, device=args.device)
-    summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
-                          hop=args.hop, progress=not args.quiet, quiet=args.quiet,
-                          resume=getattr(args, "resume", False), people=args.people, max_people=max_people)
+    with limit:
+        summary = analyze.run(args.inputs, model, out=args.out, plot=args.plot, window=args.window,
+                              hop=args.hop, progress=not args.quiet, quiet=args.quiet,
+                              resume=getattr(args, "resume", False), people=args.people, max_people=max_people)
     if summary["failed"]:
         print(f"{len(summary['failed'])} of {summary['files']} inputs failed", file=sys.stderr)
     return 0 if not summary["failed"] else 2
@@ -146,6 +168,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_web(args) -> int:
+    """`emolite export-web DIR`: the on-device page as a static folder; prints what it wrote."""
+    from .web import export_web
+
+    report = export_web(args.dir, args.model)
+    print(json.dumps({k: v for k, v in report.items() if k != "files"}, indent=1))
+    print(f"serve it with: python -m http.server -d {args.dir}   (then open http://localhost:8000/)", file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args) -> int:
     """`emolite bench`: prints the figures as JSON."""
     from . import bench
@@ -162,18 +194,45 @@ def cmd_serve(args) -> int:
     O.number("--port", args.port, *PORTS, integer=True)
     O.number("--workers", args.workers, *SERVE_WORKERS, integer=True)
     O.optional("--max-sessions", args.max_sessions, *MAX_SESSIONS, integer=True)
+    O.optional("--max-sessions-per-address", args.max_sessions_per_address, *MAX_SESSIONS, integer=True)
     O.optional("--max-people", args.max_people, 1, MAX_PEOPLE, integer=True)   # the live follower moves at most MAX_PEOPLE
     O.optional("--max-upload-mb", args.max_upload_mb, *MAX_UPLOAD_MB, integer=True)
     O.optional("--max-message-kb", args.max_message_kb, *MAX_MESSAGE_KB, integer=True)
     O.optional("--max-frame-pixels", args.max_frame_pixels, *MAX_FRAME_PIXELS, integer=True)
     O.device(args.device)
-    given = {"max_sessions": args.max_sessions, "max_frame_pixels": args.max_frame_pixels, "max_people": args.max_people,
+    given = {"max_sessions": args.max_sessions, "max_sessions_per_address": args.max_sessions_per_address,
+             "max_frame_pixels": args.max_frame_pixels, "max_people": args.max_people,
              "max_message": args.max_message_kb and args.max_message_kb << 10,
              "max_upload": args.max_upload_mb and args.max_upload_mb << 20}
     limits = Limits(**{k: v for k, v in given.items() if v is not None})
     serve(args.model, host=args.host, port=args.port, device=args.device, workers=args.workers, limits=limits,
           allow_origins=args.allow_origin or (), idle_timeout=args.idle_timeout)
     return 0
+
+
+def _add_model_commands(sub) -> None:
+    """train, evaluate and export: the commands that make and convert models."""
+    s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
+    s.add_argument("--config", help="TOML config (see configs/); defaults otherwise")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.fusion=attention")
+    s.add_argument("--init", help="fine-tune from this checkpoint (new head for the new label set)")
+    s.add_argument("--plugin", action="append", help="module or .py file that registers datasets/models/losses")
+    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="accuracy, F1, UAR, per-class scores, confusion matrix (JSON + PNG)")
+    s.add_argument("--model", required=True, help="checkpoint (.pt)")
+    s.add_argument("--cache", required=True, help="preprocessed cache folder")
+    s.add_argument("--split", default="test", help="test | dev | train | all")
+    s.add_argument("--dataset", help="only this dataset's entries")
+    s.add_argument("-o", "--out", help="output folder (default: beside the checkpoint)")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
+    s.add_argument("--model", help="checkpoint (.pt, or a run's Lightning .ckpt) (default: the packaged model)")
+    s.add_argument("-o", "--out", default="emolite.onnx")
+    s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
+    s.set_defaults(func=cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=5, help="frames sampled for face detection")
     s.add_argument("--no-faces", action="store_true", help="skip face detection")
     s.add_argument("--json", action="store_true", help="one JSON line per file")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.set_defaults(func=cmd_info)
 
     s = sub.add_parser("preprocess", help="build the compact training cache from a dataset or a folder of media")
@@ -201,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--align", action="store_true", help="align faces on their 5 landmarks")
     s.add_argument("--detector", help="retinaface | whole | none")
     s.add_argument("--limit", type=int, help="only the first N items (a quick look)")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_preprocess)
 
@@ -225,29 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no table, no progress bar")
     s.add_argument("--resume", action="store_true",
                    help="keep the files an earlier (killed) run into the same -o finished; analyse the rest")
+    s.add_argument("--max-pixels", type=int, help=PIXELS_HELP)
     s.set_defaults(func=cmd_analyze)
 
-    s = sub.add_parser("train", help="train a model on a preprocessed cache (Lightning; CPU, GPU, DDP)")
-    s.add_argument("--config", help="TOML config (see configs/); defaults otherwise")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. model.fusion=attention")
-    s.add_argument("--init", help="fine-tune from this checkpoint (new head for the new label set)")
-    s.add_argument("--plugin", action="append", help="module or .py file that registers datasets/models/losses")
-    s.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
-    s.set_defaults(func=cmd_train)
+    _add_model_commands(sub)
 
-    s = sub.add_parser("evaluate", help="accuracy, F1, UAR, per-class scores, confusion matrix (JSON + PNG)")
-    s.add_argument("--model", required=True, help="checkpoint (.pt)")
-    s.add_argument("--cache", required=True, help="preprocessed cache folder")
-    s.add_argument("--split", default="test", help="test | dev | train | all")
-    s.add_argument("--dataset", help="only this dataset's entries")
-    s.add_argument("-o", "--out", help="output folder (default: beside the checkpoint)")
-    s.set_defaults(func=cmd_evaluate)
-
-    s = sub.add_parser("export", help="export a model to ONNX (opset 17), optionally int8-quantized")
-    s.add_argument("--model", help="checkpoint (.pt) (default: the packaged model)")
-    s.add_argument("-o", "--out", default="emolite.onnx")
-    s.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantized copy")
-    s.set_defaults(func=cmd_export)
+    s = sub.add_parser("export-web", help="the on-device live page as a static folder (runtime, scripts, ONNX graphs)")
+    s.add_argument("dir", help="output folder (serve it with any static file server)")
+    s.add_argument("--model", help="checkpoint (.pt) or `emolite export` ONNX file (default: the packaged model)")
+    s.set_defaults(func=cmd_export_web)
 
     s = sub.add_parser("bench", help="params, multiply-adds, ms per clip, analyze x real time (JSON)")
     s.add_argument("--model", help="checkpoint or ONNX (default: the packaged model)")
@@ -256,18 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="live emotions from a browser's webcam + microphone (page, WebSocket, HTTP API)")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="port to bind (0: a free one, printed)")
     s.add_argument("--model", help="checkpoint (.pt) or ONNX file (default: the packaged model)")
     s.add_argument("--device", default="cpu", help="cpu | cuda")
     s.add_argument("--workers", type=int, default=2, help="inference threads (about the number of cores)")
     s.add_argument("--max-sessions", type=int, help="concurrent browser clients (default 16)")
+    s.add_argument("--max-sessions-per-address", type=int,
+                   help="of them from one client address (default 4; raise it behind a proxy or for load tests)")
     s.add_argument("--max-people", type=int, help=f"faces tracked and labelled per client, 1-{MAX_PEOPLE} (default {MAX_PEOPLE})")
     s.add_argument("--max-upload-mb", type=int, help="largest uploaded file (default 50)")
     s.add_argument("--max-message-kb", type=int, help="largest WebSocket message (default 1024)")
     s.add_argument("--max-frame-pixels", type=int, help="largest webcam frame, width x height (default 1280x720)")
     s.add_argument("--allow-origin", action="append", metavar="URL",
                    help="another page origin allowed to use the server (e.g. https://example.org); repeatable")
-    s.add_argument("--idle-timeout", type=float, help="seconds a silent WebSocket client keeps its slot (default 30)")
+    s.add_argument("--idle-timeout", type=float, help="seconds a WebSocket client that sends no frames or audio keeps its slot (pings do not count; default 30)")
     s.set_defaults(func=cmd_serve)
     _add_recipes(sub)
     return p

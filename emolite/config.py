@@ -20,8 +20,10 @@ from pathlib import Path
 
 from .augment import AUGMENT_DEFAULTS
 from .errors import EmoliteError
+from .arch import TABLE_DEFAULTS
 from .inputs import FRAMES, SECONDS
-from .models import MODEL_DEFAULTS
+from .spec import MAX_FRAMES
+from .media import MAX_WINDOW
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,7 +46,7 @@ DEFAULTS: dict = {
         "sampler": "shuffle",        # shuffle | weighted (inverse class frequency)
         "max_items": 0,              # >0: use only the first N entries per split (debugging)
     },
-    "model": {**copy.deepcopy(MODEL_DEFAULTS),
+    "model": {**copy.deepcopy(TABLE_DEFAULTS),   # the flat table; emolite.arch.from_table types it
               "init": "",            # transfer: checkpoint whose encoders/temporal/fusion weights to load
               "extra": {}},          # free-form options for plugin models
     "loss": {"name": "ce", "gamma": 2.0, "label_smoothing": 0.0,
@@ -165,15 +167,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return _plain(cfg)
 
 
+# (section, key): (low, high, low excluded): every number a run would otherwise take as it is, only
+# to fail deep inside torch (lr=nan), or to mean something else (epochs=-1 is Lightning's "no limit").
+RANGES = {
+    ("data", "frames"): (1, MAX_FRAMES, False), ("data", "audio_seconds"): (0, MAX_WINDOW, True),
+    ("data", "batch_size"): (1, 65536, False), ("data", "num_workers"): (0, 256, False),
+    ("data", "max_items"): (0, None, False),
+    ("optim", "lr"): (0, 10.0, True), ("optim", "weight_decay"): (0, 10.0, False),
+    ("optim", "epochs"): (1, 100_000, False), ("optim", "warmup_steps"): (0, None, False),
+    ("optim", "grad_clip"): (0, None, False), ("optim", "patience"): (0, None, False),
+    ("loss", "gamma"): (0, 100.0, False), ("loss", "label_smoothing"): (0, 0.99, False),
+    ("model", "dropout"): (0, 0.99, False), ("model", "modality_dropout"): (0, 0.99, False),
+    ("augment", "prob"): (0, 1.0, False), ("augment", "mixup"): (0, 100.0, False),
+    ("trainer", "num_nodes"): (1, 4096, False), ("trainer", "ckpt_every_n_steps"): (1, None, False),
+    ("trainer", "log_every_n_steps"): (1, None, False),
+    ("debug", "kill_after_steps"): (0, None, False), ("debug", "limit_train_batches"): (0, None, False),
+    ("debug", "limit_val_batches"): (0, None, False),
+}
+
+
 def check_config(cfg: dict) -> None:
-    """Refuse values outside their choices, and non-positive sizes, with the valid options."""
+    """Refuse values outside their choices or ranges, with one line naming the key."""
+    from .options import number
+
     choices = {("data", "sampler"): ("shuffle", "weighted"), ("optim", "scheduler"): ("cosine", "constant"),
                ("optim", "mode"): ("max", "min"), ("optim", "keep"): ("best", "last"), ("augment", "pitch_method"): ("resample", "librosa")}
     for (s, k), ok in choices.items():
         if cfg[s][k] not in ok:
             raise EmoliteError(f"config {s}.{k}='{cfg[s][k]}'; choose one of: {', '.join(ok)}")
-    if cfg["data"]["frames"] < 1 or cfg["data"]["audio_seconds"] <= 0 or cfg["data"]["batch_size"] < 1:
-        raise EmoliteError("config data.frames, data.audio_seconds and data.batch_size must be positive")
+    for (s, k), (lo, hi, open_lo) in RANGES.items():
+        number(f"config {s}.{k}", cfg[s][k], lo, hi, integer=isinstance(DEFAULTS[s][k], int), lo_open=open_lo)
+    if cfg["optim"]["max_steps"] != -1:
+        number("config optim.max_steps (-1: no limit)", cfg["optim"]["max_steps"], 1, None, integer=True)
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -4,11 +4,13 @@ int8 dynamic quantization, and a parity check against torch on the same inputs."
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from . import inputs as I
+from .errors import EmoliteError
 from .fsio import atomic_path
 from .inference import ONNX_META_KEY, load_model
 
@@ -51,13 +53,28 @@ def random_inputs(model, n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return I.stack(items)
 
 
+def _check_out(out: Path) -> Path:
+    """`-o` must name a file whose folder exists or can be made (checked before any work)."""
+    if out.is_dir():
+        raise EmoliteError("is a folder; give the ONNX file to write, e.g. -o model.onnx", out)
+    if out.exists() and not out.is_file():
+        raise EmoliteError("is not a regular file; give the ONNX file to write", out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EmoliteError(f"cannot create its folder ({e.strerror or type(e).__name__})", out) from None
+    if not os.access(out.parent, os.W_OK):
+        raise EmoliteError("its folder is not writable", out)
+    return out
+
+
 def export(checkpoint: str | Path | None, out: str | Path, quantize: bool = False, check: bool = True) -> dict:
     """Export; returns a report with the parity figures (and int8 top-1 agreement)."""
     from .models import export_onnx
 
+    out = _check_out(Path(out))
     model = load_model(checkpoint)
     meta = {**model.meta, "preprocess": model.spec.to_dict()}   # every field written out, defaults included
-    out = Path(out)
     with atomic_path(out) as tmp:
         export_onnx(model.net, tmp, T=model.frames, seconds=model.seconds, opset=OPSET,
                     face_size=model.spec.face_size, context_size=model.spec.context_size)

@@ -2,14 +2,16 @@
 
 Everything goes to a temp name in the target's folder and is renamed into place, so a kill
 leaves either the old file or the new one, never half of one. Temp names start with
-TEMP_PREFIX; `clean_temp` removes the ones a kill left behind (indexers skip them).
+TEMP_PREFIX; `clean_temp` removes the ones a kill left behind (indexers skip them). The file
+gets the permissions any new file gets (0666 less the umask), like the CSV written in place:
+a shared cache or results folder stays readable to the rest of a lab.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -62,8 +64,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
-        os.close(fd)
+        tmp = _new_temp(path)
         yield Path(tmp)
         os.replace(tmp, path)
     except OSError as e:
@@ -73,6 +74,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _new_temp(path: Path) -> str:
+    """Create an empty, unique temp file next to `path`. Not mkstemp: its files are 0600
+    whatever the umask; os.open with 0o666 lets the umask decide, as for any new file."""
+    for _ in range(100):
+        tmp = str(path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}{path.suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temp name", str(path.parent))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -86,12 +100,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def clean_temp(folder: str | Path) -> int:
-    """Remove temp files a killed run left in `folder`; returns how many. Call it only when no
-    writer is active there (e.g. at the start of a run, before workers start)."""
+def clean_temp(folder: str | Path, suffixes: tuple[str, ...] | None = None) -> int:
+    """Remove temp files a killed run left in `folder` (only those ending in one of `suffixes`,
+    when given); returns how many. Call it only when no writer is active there (e.g. at the
+    start of a run, before workers start)."""
     n = 0
     for f in Path(folder).glob(f"{TEMP_PREFIX}*"):
-        if f.is_file():
+        if f.is_file() and (suffixes is None or f.suffix.lower() in suffixes):
             f.unlink(missing_ok=True)
             n += 1
     return n

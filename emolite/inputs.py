@@ -1,7 +1,8 @@
 """Clip arrays (from the cache or from a live window) -> the model's input tensors.
 
 One place decides how N sampled frames become T model frames and how audio is cut or padded
-(`make_sample`), so training, evaluation, analyze, serve and ONNX all feed the model the same way.
+(`make_sample` for training and evaluation on the cache; `clip_inputs`, its evaluation path by
+frame time, for analyze, serve and predict), so every path feeds the model the same way.
 """
 
 from __future__ import annotations
@@ -80,24 +81,61 @@ def make_sample(entry: dict, frames: int, seconds: float, rng: np.random.Generat
             "face_mask": face_mask, "context_mask": context_mask, "audio_mask": np.bool_(audio_mask)}
 
 
-def clip_inputs(face: np.ndarray, face_mask: np.ndarray, context: np.ndarray, audio: np.ndarray | None,
-                T: int = FRAMES, seconds: float = SECONDS, has_video: bool | None = None,
-                has_audio: bool | None = None, fps: float | None = None, face_size: int | None = None,
-                context_size: int | None = None) -> dict[str, np.ndarray]:
-    """Unbatched model inputs for one analysed window (evaluation path of `make_sample`):
-    face/context T×3×H×W float32 in [0, 1], audio S float32, masks. `fps` defaults to spreading
-    the window's frames over its own length; crops are resized to face_size / context_size
-    (None: as given)."""
-    audio = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32)
+def frame_slots(times: np.ndarray, step: float, audio_seconds: float, frames: int,
+                seconds: float) -> tuple[np.ndarray, float]:
+    """Which of a window's frames the model's T slots show, and the offset (s) of the model's
+    span from the window's first frame and from its audio's start: the evaluation path of
+    `make_sample`, by time. Each frame shows for `step` s until the next; the window lasts
+    as long as its frames or its audio, whichever is longer, and the model sees its middle
+    `seconds`. Slot i, at the centre of its T-th of that span, shows the frame on screen then."""
+    t = np.asarray(times, np.float64)
+    dur = max(t[-1] - t[0] + step if t.size else 0.0, audio_seconds)
+    offset = max(0.0, (dur - seconds) / 2)
+    slots = t[0] + offset + (np.arange(frames) + 0.5) / frames * min(seconds, dur) if t.size else np.zeros(frames)
+    idx = np.searchsorted(t, slots + 1e-6, side="right") - 1
+    return np.clip(idx, 0, max(t.size - 1, 0)), offset
+
+
+def clip_inputs(spec: Any, face: np.ndarray, face_mask: np.ndarray, context: np.ndarray, audio: np.ndarray | None,
+                times: np.ndarray | None = None, step: float | None = None, video: bool = True,
+                voice: bool = True, still: bool = False) -> dict[str, np.ndarray]:
+    """Unbatched model inputs for one window, every setting from the model's `InputSpec`: face
+    and context T×3×H×W float32 in [0, 1], audio S float32 (zero-padded), masks.
+
+    Frame i is at `times[i]` and shows for `step` s (default: the frames spread evenly over
+    the audio, or at the spec's fps without audio). `video` / `voice` False mask that stream
+    out. A still image (`still`) is its one frame in every slot."""
     n = len(context)
-    entry = {"face": face, "face_mask": np.asarray(face_mask, bool), "context": context, "audio": audio,
-             "has_video": bool(n > 0 if has_video is None else has_video and n > 0),
-             "has_audio": bool(audio.size > 0 if has_audio is None else has_audio and audio.size > 0),
-             "fps": fps or (n / max(audio.size / SAMPLE_RATE, 1e-6) if audio.size and n else FPS)}
-    s = make_sample(entry, T, seconds, face_size=face_size, context_size=context_size)
-    for k in ("face", "context"):
-        s[k] = normalize_frames(s[k].transpose(0, 3, 1, 2))
-    return s
+    video = bool(video and n > 0)
+    audio = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32)
+    secs = audio.size / spec.sample_rate
+    if times is None or step is None:
+        step = secs / n if secs and n else 1.0 / spec.fps
+        times = np.arange(n) * step
+    if still or not n:
+        idx, offset = np.zeros(spec.frames, int), 0.0
+    else:
+        idx, offset = frame_slots(times, step, secs, spec.frames, spec.audio_seconds)
+    fs, cs = spec.face_size, spec.context_size
+    if video:
+        f, c, m = _resize_frames(face[idx], fs), _resize_frames(context[idx], cs), np.asarray(face_mask, bool)[idx]
+    else:
+        f, c = np.zeros((spec.frames, fs, fs, 3), np.uint8), np.zeros((spec.frames, cs, cs, 3), np.uint8)
+        m = np.zeros(spec.frames, bool)
+    n_samples = int(round(spec.audio_seconds * spec.sample_rate))
+    a0 = int(round(offset * spec.sample_rate))
+    seg = audio[a0:a0 + n_samples] if voice else audio[:0]
+    wave = np.zeros(n_samples, np.float32)
+    wave[:seg.size] = seg
+    return {"face": normalize_frames(f.transpose(0, 3, 1, 2)), "context": normalize_frames(c.transpose(0, 3, 1, 2)),
+            "audio": wave, "face_mask": m, "context_mask": np.full(spec.frames, video),
+            "audio_mask": np.bool_(seg.size > 0)}
+
+
+def window_inputs(spec: Any, feats: Any, video: bool = True, voice: bool = True) -> dict[str, np.ndarray]:
+    """`clip_inputs` for one window's `features.Features` (its frames, their times and step)."""
+    return clip_inputs(spec, feats.face, feats.face_mask, feats.context, feats.audio, feats.times, feats.step,
+                       video and feats.has_video, voice and feats.has_audio, feats.still)
 
 
 def stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

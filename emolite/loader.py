@@ -21,12 +21,15 @@ from .spec import InputSpec
 
 def input_spec(cache_dir: str, rows: list[dict], frames: int, seconds: float) -> InputSpec:
     """The InputSpec a model trained on this cache gets: the cache's record, unchanged, plus the
-    training's frames and audio seconds. (Caches written without a record, e.g. synthetic
-    ones, take the defaults and their entries' fps.)"""
+    training's frames and input length, which is also its analysis window (`trained_on`).
+    (Caches written without a record, e.g. synthetic ones, take the defaults and their entries' fps.)"""
     stored = cache.read_config(cache_dir)
     if "fps" not in stored and rows:
         stored["fps"] = rows[0].get("fps")
-    return InputSpec.from_dict(stored).replace(frames=int(frames), audio_seconds=float(seconds))
+    try:
+        return InputSpec.from_dict(stored).trained_on(frames, seconds).check()
+    except ValueError as e:
+        raise EmoliteError(f"the cache's record cannot make model inputs: {e}; preprocess again", cache_dir) from None
 
 
 class ClipDataset(Dataset):

@@ -2,32 +2,28 @@
 
 One demux pass over the file (PyAV), streaming: frames are sampled at `fps` and kept only
 until the windows that need them are emitted, so memory is bounded by the window length,
-not the file length. Missing streams are not errors: a window says which modality it has.
+not the file length (which windows: `spans`, from what decodes). Missing streams are not errors: a window says which modality it has.
 Images (jpg/png/...) are one-frame inputs.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import EmoliteError
+from .errors import EmoliteError, shown
+from .spans import HOP, MAX_CLIP, WINDOW, Spans, window_count, window_spans  # noqa: F401  (media.WINDOW etc.: public)
 from .options import number, optional
 
 SAMPLE_RATE = 16000      # Hz, mono float32 audio everywhere
 FPS = 5.0                # frames sampled per second of video
-MAX_CLIP = 12.0          # s: files up to this long are one window ("utterance-level", MELD has 12-s ones);
-                         # longer ones are windowed. The one place this is decided (see window_spans).
-WINDOW = 2.0             # s: window length for long files (and for analyze)
-HOP = 1.0                # s: hop between windows
 MIN_WINDOW, MAX_WINDOW = 0.25, 600.0   # s: the window lengths analyze accepts
 MIN_HOP = 0.1            # s: a smaller hop only multiplies the work
 MAX_SKEW = 10.0          # s: a window waits at most this long past its end for a lagging stream, so a
@@ -35,6 +31,13 @@ MAX_SKEW = 10.0          # s: a window waits at most this long past its end for 
                          # holds no more than this much of the other stream
 MAX_SIDE = 640           # px: frames are downscaled so their longest side is at most this
 MAX_FPS = 60.0           # frames sampled per second, at most (a video has no more to give)
+MAX_PIXELS = 7680 * 4320  # per image or video frame (8K; a 12 or 24 MP photo fits), checked from the
+                         # header before decoding: 631 bytes of JPEG can declare 16000x16000 (1.8 GB).
+                         # decode_limits (--max-pixels) raises or lowers it; the server sets its own.
+MIN_RATE, MAX_RATE = 4000, 768000   # Hz: audio sample rates that can be real; a header saying 1 Hz
+                         # would resample 80 KB into hours of audio
+EARLY_END = 1.0          # s: decoded data ending more than this before the length the file claims
+                         # is a truncated file (or a lying header): windows stop at the data, with a warning
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
@@ -43,7 +46,7 @@ VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", "
 MEDIA_EXTS = IMAGE_EXTS | AUDIO_EXTS | VIDEO_EXTS
 
 # (max seconds, max pixels) of `decode_limits`, per thread/context
-_LIMITS: ContextVar[tuple[float | None, int | None]] = ContextVar("emolite_decode_limits", default=(None, None))
+_LIMITS: ContextVar[tuple[float | None, int | None]] = ContextVar("emolite_decode_limits", default=(None, MAX_PIXELS))
 
 
 @dataclass
@@ -88,7 +91,7 @@ def scan(folder: str | Path, exts: Iterable[str] = MEDIA_EXTS) -> tuple[list[Pat
     problems: list[tuple[str, str]] = []
 
     def unreadable(e: OSError) -> None:
-        problems.append((str(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
+        problems.append((shown(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
 
     files = []
     for root, dirs, names in os.walk(folder, onerror=unreadable):
@@ -97,24 +100,64 @@ def scan(folder: str | Path, exts: Iterable[str] = MEDIA_EXTS) -> tuple[list[Pat
     return sorted(files), problems
 
 
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from an image file's header, without decoding it; None when unreadable."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as im:
+                return im.size
+        except Image.DecompressionBombError:   # over Pillow's own limit: read the header without it
+            fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+            with open(path, "rb") as f:
+                return Image.OPEN[fmt][0](f, str(path)).size if fmt in Image.OPEN else (1 << 16, 1 << 16)
+        except Exception:   # not an image Pillow knows: OpenCV decides below
+            return None
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as H×W×3 RGB uint8 (works with non-ASCII paths)."""
+    """An image file as H×W×3 RGB uint8 (works with non-ASCII and non-UTF-8 paths); refused
+    from its header when it is over the pixel limit (`decode_limits`, default MAX_PIXELS)."""
     import cv2
 
     p = check_file(path)
+    size, limit = image_size(p), _LIMITS.get()[1]
+    if size is not None and limit is not None and size[0] * size[1] > limit:
+        raise EmoliteError(_over_pixels("image", *size, limit), p)
     img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise EmoliteError("not an image OpenCV can read (corrupt or unsupported format)", p)
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def _open(p: Path):
+@contextmanager
+def _opened(p: Path):
+    """The PyAV container of a file. A name that is not UTF-8 (legal on Linux: names are bytes)
+    cannot be passed to FFmpeg as text, so such a file is handed over open."""
     import av
 
     try:
-        return av.open(str(p), metadata_errors="ignore")
-    except av.error.FFmpegError as e:
-        raise EmoliteError(f"not a media file FFmpeg can read, or truncated/corrupt ({e.strerror or e})", p) from None
+        str(p).encode("utf-8")
+        f = None
+    except UnicodeEncodeError:
+        f = open(p, "rb")
+    try:
+        try:
+            c = av.open(f if f is not None else str(p), metadata_errors="ignore")
+        except av.error.FFmpegError as e:
+            raise EmoliteError(f"not a media file FFmpeg can read, or truncated/corrupt ({e.strerror or e})",
+                               p) from None
+        try:
+            yield c
+        finally:
+            c.close()
+    finally:
+        if f is not None:
+            f.close()
 
 
 def _streams(container) -> tuple[object | None, object | None]:
@@ -133,11 +176,13 @@ def _streams(container) -> tuple[object | None, object | None]:
 def probe(path: str | Path) -> dict:
     """What a media file holds: streams, duration, fps, sample rate, size, rotation."""
     p = check_file(path)
-    if p.suffix.lower() in IMAGE_EXTS:
-        img = read_image(p)
-        return {"path": str(p), "kind": "image", "width": img.shape[1], "height": img.shape[0],
-                "duration": 0.0, "streams": [{"type": "image", "width": img.shape[1], "height": img.shape[0]}]}
-    with _open(p) as c:
+    if p.suffix.lower() in IMAGE_EXTS:   # from the header: a pixel bomb is described, not decoded
+        size = image_size(p)
+        if size is None:
+            size = read_image(p).shape[1::-1]
+        return {"path": shown(p), "kind": "image", "width": size[0], "height": size[1],
+                "duration": 0.0, "streams": [{"type": "image", "width": size[0], "height": size[1]}]}
+    with _opened(p) as c:
         streams = []
         for s in c.streams:
             cc = getattr(s, "codec_context", None)
@@ -156,27 +201,9 @@ def probe(path: str | Path) -> dict:
     kind = "video" if video is not None else "audio" if audio is not None else "unknown"
     warnings = [f"stream {s['index']} ({s['type']}): codec not supported by this FFmpeg build; ignored"
                 for s in streams if s["type"] in ("video", "audio") and not s["codec"]]
-    return {"path": str(p), "kind": kind, "duration": round(duration, 3), "format": c.format.name,
+    return {"path": shown(p), "kind": kind, "duration": round(duration, 3), "format": c.format.name,
             "has_video": video is not None, "has_audio": audio is not None, "streams": streams,
             **({"warnings": warnings} if warnings else {})}
-
-
-def window_spans(duration: float, window: float | None, hop: float | None) -> list[tuple[float, float]]:
-    """Window [start, end) spans covering [0, duration]; the last one is aligned to the end.
-
-    window=None means 'auto': the whole clip when it is at most MAX_CLIP long, else WINDOW/HOP.
-    """
-    if window is None:
-        if duration <= MAX_CLIP:
-            return [(0.0, duration)]
-        window, hop = WINDOW, hop or HOP
-    hop = hop or window
-    if duration <= window:
-        return [(0.0, duration)]
-    spans = [(k * hop, k * hop + window) for k in range(int(math.floor((duration - window) / hop + 1e-9)) + 1)]
-    if spans[-1][1] < duration - 1e-6:
-        spans.append((duration - window, duration))
-    return spans
 
 
 def _to_rgb(frame, max_side: int | None) -> np.ndarray:
@@ -233,10 +260,12 @@ class _AudioBuffer:
 
 
 @contextmanager
-def decode_limits(seconds: float | None = None, pixels: int | None = None) -> Iterator[None]:
-    """Within this block (this thread), `iter_windows` refuses files that decode past `seconds` of
-    media or hold frames over `pixels`: the server's upload limits, enforced on what is decoded
-    rather than on what the container claims (a live-written file may claim no duration at all)."""
+def decode_limits(seconds: float | None = None, pixels: int | None = MAX_PIXELS) -> Iterator[None]:
+    """Within this block (this thread), `iter_windows` and `read_image` refuse files that decode
+    past `seconds` of media or hold images or frames over `pixels` (None: no limit): the server's
+    upload limits and --max-pixels. Seconds are enforced on what is decoded rather than on what
+    the container claims (a live-written file may claim no duration at all); pixels on the header
+    first, then on each decoded frame."""
     token = _LIMITS.set((seconds, pixels))
     try:
         yield
@@ -244,16 +273,40 @@ def decode_limits(seconds: float | None = None, pixels: int | None = None) -> It
         _LIMITS.reset(token)
 
 
+class WindowStream:
+    """What `iter_windows` returns: an iterator of Windows, and `warnings` about the file learnt
+    while decoding it (e.g. that it ended early), complete once the stream is exhausted."""
+
+    def __init__(self, make: Callable[[list[str]], Iterator[Window]]):
+        self.warnings: list[str] = []
+        self._it = make(self.warnings)
+
+    def __iter__(self) -> "WindowStream":
+        return self
+
+    def __next__(self) -> Window:
+        return next(self._it)
+
+    def close(self) -> None:
+        """Stop decoding and close the file (also done when the stream is garbage-collected)."""
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
+
 def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None, hop: float | None = None,
                  start: float | None = None, end: float | None = None, max_side: int | None = MAX_SIDE,
-                 use_video: bool = True, use_audio: bool = True) -> Iterator[Window]:
+                 use_video: bool = True, use_audio: bool = True) -> WindowStream:
     """Stream the windows of a file (or of its [start, end) segment), in time order.
 
     Times in the windows are seconds from the start of the file. Frames are sampled at
     `fps` (each sample takes the first frame at or after its time). Bounded memory: a frame or
     audio sample is dropped as soon as no pending window needs it, also when the container
-    does not say how long the file is. A truncated file yields what decoded, like every player
-    does. Options and the file are checked here, at the call, not at the first window.
+    does not say how long the file is. Windows come from what decodes, never from what the
+    container claims: a truncated file (or one whose header lies) yields what decoded, like
+    every player does, no window lies past the decoded data, a window without a decoded frame
+    has no video and one past the last sample no audio, and `warnings` says the file ended
+    early. Options and the file are checked here, at the call, not at the first window.
     """
     fps = number("fps", fps, 0, MAX_FPS, lo_open=True)
     window = optional("window", window, 0, lo_open=True)
@@ -262,111 +315,122 @@ def iter_windows(path: str | Path, fps: float = FPS, window: float | None = None
     end = optional("end", end, 0)
     p = check_file(path)
     if p.suffix.lower() in IMAGE_EXTS:
-        return iter([Window(0.0, 0.0, read_image(p)[None], np.zeros(1), None)])
-    return _decode(p, fps, window, hop, start, end, max_side, use_video, use_audio, _LIMITS.get())
+        img = read_image(p)
+        return WindowStream(lambda _: iter([Window(0.0, 0.0, img[None], np.zeros(1), None)]))
+    limits = _LIMITS.get()
+    return WindowStream(lambda warnings: _decode(p, fps, window, hop, start, end, max_side, use_video,
+                                                 use_audio, limits, warnings))
 
 
-class _Spans:
-    """The pending windows. Known up front when the duration is; otherwise made as media arrives:
-    the whole clip while at most MAX_CLIP has decoded, then (or at once, for a given window)
-    WINDOW/HOP windows streamed like a file of known length, the last one aligned to the end."""
+class _Decoded:
+    """What has decoded and is still needed: frames sampled at fps, resampled audio, how far
+    each stream has got, and where the decoded data ends."""
 
-    def __init__(self, t0: float, t_end: float | None, window: float | None, hop: float | None):
-        self.t0, self.window, self.hop = t0, window, hop
-        self.q: deque[tuple[float, float]] | None = None
-        self.k = 0                 # next streamed window's index
-        self.streaming = False
-        self.done_to = t0          # end of the last window handed out
-        if t_end:
-            self.q = deque((t0 + a, t0 + b) for a, b in window_spans(t_end - t0, window, hop))
-        elif window is not None:
-            self._stream(window, hop)
+    def __init__(self, t0: float, fps: float, max_side: int | None, video, audio):
+        import av
 
-    def _stream(self, window: float, hop: float | None) -> None:
-        self.window, self.hop, self.streaming, self.q = window, hop or window, True, deque()
+        self.fps, self.max_side, self.next_t = fps, max_side, t0
+        self.frames: deque[tuple[float, np.ndarray]] = deque()
+        self.audio = _AudioBuffer()
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio is not None else None
+        rate = video.average_rate or video.guessed_rate if video is not None else None
+        self.frame_dt = 1.0 / float(rate) if rate else 1.0 / fps   # a frame's duration when it has none
+        self.video_t = self.video_end = -1.0   # latest video frame's time, and its end
+        self.v_done, self.a_done = video is None, audio is None
+        self.has_video, self.has_audio = video is not None, audio is not None
+        self.any = False           # anything decoded at all
 
-    def grow(self, latest: float) -> None:
-        """Queue the streamed windows that start by `latest` (decoded up to), at least one ahead."""
-        if self.q is None and self.window is None and latest - self.t0 > MAX_CLIP:
-            self._stream(WINDOW, self.hop or HOP)
-        if not self.streaming:
+    @property
+    def latest(self) -> float:
+        return max(self.video_t, self.audio.end)
+
+    @property
+    def end(self) -> float:
+        """Where the decoded data ends (the later stream's last frame or sample)."""
+        return max(self.video_end, self.audio.end)
+
+    def add_video(self, frame, t: float) -> None:
+        self.video_t = max(self.video_t, t)
+        dt = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else self.frame_dt
+        self.video_end = max(self.video_end, t + dt)
+        if t + 0.5 / self.fps < self.next_t:  # between samples: decode only, no conversion
             return
-        while not self.q or self.q[-1][0] <= latest:
-            a = self.t0 + self.k * self.hop
-            self.q.append((a, a + self.window))
-            self.k += 1
+        img = _to_rgb(frame, self.max_side)
+        self.any = True
+        while self.next_t <= t + 0.5 / self.fps:
+            self.frames.append((self.next_t, img))
+            self.next_t += 1.0 / self.fps
 
-    def keep_from(self, latest: float) -> float:
-        """Earliest time still needed: the next window's start (and, while streaming, the last
-        window's worth before `latest`, for the end-aligned window)."""
-        nxt = self.q[0][0] if self.q else math.inf
-        return min(nxt, latest - self.window) if self.streaming else nxt
+    def add_audio(self, frame, t0: float) -> None:
+        for out in self.resampler.resample(frame):
+            self.audio.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
+        self.any = self.any or frame is not None
 
-    def finish(self, last: float) -> None:
-        """The length is known now (`last`): the final windows."""
-        if self.q is None:
-            self.q = deque((self.t0 + a, self.t0 + b) for a, b in window_spans(max(last - self.t0, 0.0),
-                                                                              self.window, self.hop))
-        elif self.streaming:
-            self.q = deque(s for s in self.q if s[1] <= last + 1e-6)
-            final = self.q[-1][1] if self.q else self.done_to
-            if final < last - 1e-6 or (not self.q and self.done_to == self.t0):
-                self.q.append((max(self.t0, last - self.window), last))
-        self.streaming = False
+    def ready(self, b: float) -> bool:
+        """Whether the data for a window ending at b has arrived (or the lagging stream is MAX_SKEW
+        behind: its late data for the window is dropped)."""
+        v_ok = self.v_done or self.video_t >= b - 1e-6
+        a_ok = self.a_done or self.audio.end >= b - 1e-6
+        return (v_ok and a_ok) or self.latest - b > MAX_SKEW
+
+    def emit(self, spans: Spans, final: bool = False) -> Iterator[Window]:
+        """Yield every pending window whose data has fully arrived, then free what is spent."""
+        while spans.q and (final or self.ready(spans.q[0][1])):
+            a, b = spans.q.popleft()
+            spans.done_to = b
+            spans.grow(self.latest)
+            yield _cut(a, b, self.frames, self.audio, self.has_video, self.has_audio, self.fps)
+        # free what no pending window needs, also data that arrived late for windows handed out
+        keep = spans.keep_from(self.latest)
+        while self.frames and self.frames[0][0] < keep - 0.5 / self.fps:
+            self.frames.popleft()
+        self.audio.drop_before(keep)
+
+
+def _check_streams(p: Path, video, audio, max_pixels: int | None) -> None:
+    """Refuse from the header, before anything is decoded, what would take far more memory or
+    time than the file's size suggests: frames over the pixel limit, absurd sample rates."""
+    if video is not None and max_pixels is not None:
+        w, h = video.codec_context.width or 0, video.codec_context.height or 0
+        if w * h > max_pixels:
+            raise EmoliteError(_over_pixels("video", w, h, max_pixels), p)
+    if audio is not None:
+        _check_rate(p, audio.codec_context.sample_rate)
+
+
+def _check_rate(p: Path, rate: int | None) -> None:
+    if rate and not MIN_RATE <= rate <= MAX_RATE:
+        raise EmoliteError(f"audio sample rate of {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz: the "
+                           "header is damaged; re-export the file", p)
+
+
+def _over_pixels(kind: str, w: int, h: int, limit: int) -> str:
+    return (f"{kind} of {w}x{h} pixels is over the limit of {limit} pixels; downscale it, or raise the "
+            "limit (--max-pixels, or media.decode_limits(pixels=...) in Python)")
 
 
 def _decode(p: Path, fps: float, window: float | None, hop: float | None, start: float | None,
             end: float | None, max_side: int | None, use_video: bool, use_audio: bool,
-            limits: tuple[float | None, int | None]) -> Iterator[Window]:
+            limits: tuple[float | None, int | None], warnings: list[str]) -> Iterator[Window]:
     """The demux/decode loop of `iter_windows` (a generator: runs as windows are consumed)."""
     import av
 
     max_seconds, max_pixels = limits
-    c = _open(p)
-    try:
+    with _opened(p) as c:
         video, audio = _streams(c)
-        video = video if use_video else None
-        audio = audio if use_audio else None
+        video, audio = video if use_video else None, audio if use_audio else None
         if video is None and audio is None:
             raise EmoliteError("no audio or video stream FFmpeg can decode" if use_video and use_audio
                                else "no stream of the requested kind", p)
+        _check_streams(p, video, audio, max_pixels)
         if video is not None:
             video.thread_type = "AUTO"
         origin = float(c.start_time) / 1e6 if c.start_time else 0.0
-        duration = float(c.duration) / 1e6 if c.duration else None
         t0 = float(start or 0.0)
-        t_end = float(end) if end is not None else duration
+        t_end = float(end) if end is not None else float(c.duration) / 1e6 if c.duration else None
         if t0 > 0:
             c.seek(int((t0 + origin) * 1e6), backward=True, any_frame=False)
-        spans = _Spans(t0, t_end, window, hop)
-        frames: deque[tuple[float, np.ndarray]] = deque()
-        abuf = _AudioBuffer()
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE) if audio is not None else None
-        state = {"video_t": -1.0, "v_done": video is None, "a_done": audio is None}
-        next_t, decoded_any = t0, False
-
-        def latest() -> float:
-            return max(state["video_t"], abuf.end)
-
-        def emit(final: bool = False) -> Iterator[Window]:
-            """Yield every pending window whose data has fully arrived, then free what is spent."""
-            while spans.q:
-                a, b = spans.q[0]
-                v_ok = state["v_done"] or state["video_t"] >= b - 1e-6
-                a_ok = state["a_done"] or abuf.end >= b - 1e-6
-                stale = latest() - b > MAX_SKEW   # the lagging stream's late data for it is dropped
-                if not final and not (v_ok and a_ok) and not stale:
-                    break
-                spans.q.popleft()
-                spans.done_to = b
-                spans.grow(latest())
-                yield _cut(a, b, frames, abuf, video is not None, audio is not None, fps)
-            # free what no pending window needs, also data that arrived late for windows handed out
-            keep = spans.keep_from(latest())
-            while frames and frames[0][0] < keep - 0.5 / fps:
-                frames.popleft()
-            abuf.drop_before(keep)
-
+        spans, d = Spans(t0, t_end, window, hop), _Decoded(t0, fps, max_side, video, audio)
         try:
             for packet in c.demux([s for s in (video, audio) if s is not None]):
                 for frame in packet.decode():
@@ -377,56 +441,51 @@ def _decode(p: Path, fps: float, window: float | None, hop: float | None, start:
                         raise EmoliteError(f"media longer than the limit of {max_seconds:.0f} s", p)
                     if packet.stream is video:
                         if max_pixels is not None and frame.width * frame.height > max_pixels:
-                            raise EmoliteError(f"video of {frame.width}x{frame.height} pixels is over the "
-                                               f"limit of {max_pixels}", p)
+                            raise EmoliteError(_over_pixels("video", frame.width, frame.height, max_pixels), p)
                         if t_end is not None and t >= t_end:
-                            state["v_done"] = True
-                            continue
-                        state["video_t"] = max(state["video_t"], t)
-                        if t + 0.5 / fps < next_t:  # between samples: decode only, no conversion
-                            continue
-                        img = _to_rgb(frame, max_side)
-                        decoded_any = True
-                        while next_t <= t + 0.5 / fps:
-                            frames.append((next_t, img))
-                            next_t += 1.0 / fps
+                            d.v_done = True
+                        else:
+                            d.add_video(frame, t)
                     else:
-                        if abuf.clock is None:
-                            abuf.clock = t
+                        _check_rate(p, frame.sample_rate)
+                        if d.audio.clock is None:
+                            d.audio.clock = t
                         if t_end is not None and t >= t_end:
-                            state["a_done"] = True
-                            continue
-                        for out in resampler.resample(frame):
-                            abuf.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
-                        decoded_any = True
-                spans.grow(latest())
-                if spans.q is not None:
-                    yield from emit()
-                if state["v_done"] and state["a_done"]:
+                            d.a_done = True
+                        else:
+                            d.add_audio(frame, t0)
+                spans.grow(d.latest)
+                yield from d.emit(spans)
+                if d.v_done and d.a_done:
                     break
         except av.error.FFmpegError as e:
-            if not decoded_any:
+            if not d.any:
                 raise EmoliteError(f"cannot decode ({e.strerror or e}); the file is corrupt or uses an "
                                    "unsupported codec", p) from None
-        if resampler is not None and abuf.clock is not None:
-            for out in resampler.resample(None):
-                abuf.push(out.to_ndarray().reshape(-1).astype(np.float32, copy=False), t0)
-        if not frames and abuf.n == 0 and not decoded_any:
+            warnings.append(f"decoding stopped at {d.end:.1f} s ({e.strerror or e}): the rest of the file is damaged")
+        if d.resampler is not None and d.audio.clock is not None:
+            d.add_audio(None, t0)
+        if not d.any and d.audio.n == 0:
             raise EmoliteError("no decodable frames or audio (empty, or shorter than one frame)", p)
-        state["v_done"] = state["a_done"] = True
-        if t_end is None:  # the length is known only now (some streamed formats)
-            spans.finish(max(state["video_t"] + 1.0 / fps if frames else 0.0, abuf.end))
-        yield from emit(final=True)
-    finally:
-        c.close()
+        d.v_done = d.a_done = True
+        last = d.end
+        if t_end is not None and last >= t_end - EARLY_END:
+            last = t_end   # the header's length, when the data reaches it
+        elif t_end is not None:
+            claim = "the requested end" if end is not None else "the length its header claims"
+            warnings.append(f"the file ended early: decoded media stops at {last:.1f} s, before {claim} "
+                            f"({t_end:.1f} s); truncated or a damaged header: no window past {last:.1f} s")
+        spans.finish(last)
+        yield from d.emit(spans, final=True)
 
 
 def _cut(a: float, b: float, frames: deque, abuf: _AudioBuffer, has_video: bool, has_audio: bool,
          fps: float) -> Window:
     """Assemble one window from the buffers: frames sampled in [a, b) and audio samples in [a, b)."""
     sel = [(t, f) for t, f in frames if a - 1e-6 <= t < b - 1e-6]
-    if has_video and not sel and frames:  # window shorter than a frame interval: the nearest frame
-        sel = [min(frames, key=lambda tf: abs(tf[0] - a))]
+    near = [(t, f) for t, f in frames if a - 1.0 / fps <= t < b + 1.0 / fps] if has_video and not sel else []
+    if near:   # a window shorter than a frame interval: the nearest frame (never one from far away)
+        sel = [min(near, key=lambda tf: abs(tf[0] - a))]
     v = None
     if has_video and sel:
         h, w = sel[0][1].shape[:2]

@@ -4,7 +4,9 @@ The CSV grows row by row in place (flushed: `tail -f` shows progress, a killed r
 rows); `emotions.jsonl` gets one line per finished file (its Result), flushed and synced, which
 is what `--resume` trusts; `emotions.json` is written atomically at the end, and a fresh run
 removes an earlier run's copy first, so a JSON on disk is always a finished run's. Disk faults
-(full, read-only) become one-line EmoliteErrors naming the file.
+(full, read-only) become one-line EmoliteErrors naming the file. A record damaged by hand or
+by a kill (a line that is not a Result, a torn last line) costs a warning, never the resume.
+Files are named in every output as `errors.shown` writes them (non-UTF-8 bytes escaped).
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import EmoliteError
-from .fsio import atomic_path, check_writable, write_error
+from .errors import EmoliteError, shown
+from .fsio import atomic_path, check_writable, clean_temp, write_error
 
 RECORD_SUFFIX = ".jsonl"   # emotions.jsonl: one line per finished file (its Result), the resume record
+OUTPUT_SUFFIXES = (".png", ".json", ".csv")   # what analyze writes atomically (temp files a kill may leave)
+
+
+def file_key(path: object) -> str:
+    """How a file is known in the record and the CSV: its absolute path, as shown (escaped)."""
+    s = shown(path)
+    return os.path.normpath(os.path.join(shown(os.getcwd()), s))
 
 
 class CsvSink:
@@ -65,10 +74,10 @@ class CsvSink:
 
 def _keep_rows(path: Path, keep: set[str]) -> list[str] | None:
     """Rewrite the CSV (atomically) with only the rows of files in `keep`; returns its header."""
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames
-        rows = [r for r in reader if os.path.abspath(r.get("file") or "") in keep]
+        rows = [r for r in reader if file_key(r.get("file") or "") in keep]
     if not header:
         return None
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -78,17 +87,48 @@ def _keep_rows(path: Path, keep: set[str]) -> list[str] | None:
     return list(header)
 
 
-def read_record(path: Path) -> dict[str, dict]:
-    """Finished files of an earlier run (absolute path -> Result dict); a line a kill cut is ignored."""
-    done = {}
+def read_record(path: Path) -> tuple[dict[str, dict], int]:
+    """Finished files of an earlier run (file_key -> Result dict), and how many lines were not
+    a Result (not UTF-8, not JSON, not an object with a path and windows): those files are redone."""
+    done, bad = {}, 0
     if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_bytes().splitlines():
             try:
-                r = json.loads(line)
-            except ValueError:
+                r = json.loads(line.decode("utf-8"))
+            except ValueError:   # (UnicodeDecodeError is one)
+                bad += bool(line.strip())
                 continue
-            done[os.path.abspath(r["path"])] = r
-    return done
+            if not (isinstance(r, dict) and isinstance(r.get("path"), str) and isinstance(r.get("windows"), list)):
+                bad += 1
+                continue
+            done[file_key(r["path"])] = r
+    return done, bad
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Cut a last line without its newline (a kill mid-write) so that the next record starts on
+    a line of its own instead of being lost glued to it; returns whether anything was cut."""
+    try:
+        with open(path, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return False
+            f.seek(max(0, size - 1))
+            if f.read(1) == b"\n":
+                return False
+            pos = size
+            while pos > 0:   # back to the last newline, in blocks
+                step = min(pos, 1 << 16)
+                f.seek(pos - step)
+                i = f.read(step).rfind(b"\n")
+                if i >= 0:
+                    pos = pos - step + i + 1
+                    break
+                pos -= step
+            f.truncate(pos)
+            return True
+    except FileNotFoundError:
+        return False
 
 
 class Outputs:
@@ -106,7 +146,19 @@ class Outputs:
         self.csv = base.with_suffix(".csv") if base is not None and (single is None or single.suffix.lower() == ".csv") else None
         self.json = base.with_suffix(".json") if base is not None and (single is None or single.suffix.lower() == ".json") else None
         self.record = base.with_suffix(RECORD_SUFFIX) if base is not None else None
-        self.done = read_record(self.record) if resume and self.record is not None else {}
+        self.warnings: list[str] = []   # for the run to print: what was wrong with an earlier run's files
+        self.done: dict[str, dict] = {}
+        if resume and self.record is not None:
+            try:
+                if cut_torn_tail(self.record):
+                    self.warnings.append(f"{shown(self.record)}: its last line was cut short (a killed run); "
+                                         "removed, that file is analysed again")
+                self.done, bad = read_record(self.record)
+            except OSError as e:
+                raise write_error(e, self.record) from None
+            if bad:
+                self.warnings.append(f"{shown(self.record)}: skipped {bad} line(s) that are not a finished "
+                                     "file's result; those files are analysed again")
         self.sink = CsvSink(self.csv, set(self.done) if resume else None) if self.csv is not None else None
         self._rec = None
         if self.record is not None:
@@ -116,6 +168,12 @@ class Outputs:
                 self._rec = open(self.record, "a" if resume else "w", encoding="utf-8")
             except OSError as e:
                 raise write_error(e, self.record) from None
+            if _alone(self._rec):   # no other run writes here: what a killed one left can go
+                clean_temp(self.dir, OUTPUT_SUFFIXES)
+
+    def is_done(self, path: object) -> dict | None:
+        """The earlier run's Result for this file, when --resume has one."""
+        return self.done.get(file_key(path))
 
     def finished(self, r: Any) -> EmoliteError | None:
         """Record a finished file (flushed to disk); the error when the disk refused."""
@@ -138,6 +196,20 @@ class Outputs:
                 self._rec.close()
             except OSError:
                 pass
+
+
+def _alone(f) -> bool:
+    """Take an exclusive lock on the open record (held until it is closed; released by the OS
+    when a run is killed): whether this is the only run writing into the folder."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (Windows: runs are not coordinated, nothing is cleaned)
+        return False
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
 
 
 def plot_timeline(r: Any, out: str | os.PathLike) -> Path:

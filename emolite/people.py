@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .faces import TEMPLATE_112, Face, iou
+from .grid import frame_key
 
 MAX_PEOPLE = 8          # faces tracked per frame (largest first)
 MAX_PEOPLE_LIMIT = 32   # the most --max-people accepts
@@ -93,7 +94,7 @@ class PeopleTracker:
         self.last_detection: float | None = None
 
     def update(self, t: float, faces: list[Face], frame: np.ndarray, detected: bool = True) -> None:
-        t = round(float(t), 4)
+        t = frame_key(t)
         if self.last_t is not None and t <= self.last_t:
             return   # a frame an earlier (overlapping) window already gave
         dt = 0.0 if self.last_t is None else t - self.last_t
@@ -180,7 +181,7 @@ class PeopleTracker:
 
     def at(self, t: float) -> dict[int, Face]:
         """Confirmed people and their boxes in the frame at time t."""
-        seen = self.history.get(round(float(t), 4), {})
+        seen = self.history.get(frame_key(t), {})
         return {self.ids[k]: f for k, f in seen.items() if k in self.ids}
 
     def forget_before(self, t: float) -> None:
@@ -234,3 +235,11 @@ def speaker(motion: dict[int, float | None], voiced: bool) -> int | None:
     if len(known) > 1 and known[0][0] < MOUTH_RATIO * known[1][0]:
         return None
     return known[0][1]
+
+
+def give_voice(motion: dict[int, float | None], voiced: bool) -> tuple[int | None, bool]:
+    """The rule "the voice goes to the speaker", for analyze and serve alike: who gets the
+    window's voice (`speaker`), and whether the voice needs a row of its own (there is a voice
+    and nobody can be told to be speaking it)."""
+    who = speaker(motion, voiced)
+    return who, who is None and voiced

@@ -20,12 +20,9 @@ from .features import Features, window_features
 from .fsio import atomic_write_bytes
 from .options import choice, number, optional
 from .registry import DATASETS, DETECTORS, lookup
-from .spec import CACHE_FIELDS, InputSpec
+from .spec import CACHE_FIELDS, CROP_SIZES, DETECT_SIDES, MAX_MARGIN, InputSpec
 
 JPEG_QUALITY = 90
-CROP_SIZES = (16, 512)      # px: smallest and largest face/context crop a cache may store
-DETECT_SIDES = (32, 2048)   # px: longest side given to the detector
-MAX_MARGIN = 2.0            # crop side at most 3× the face box
 MAX_WORKERS = 256
 
 
@@ -59,13 +56,18 @@ def preprocess_config(**overrides) -> dict:
 
 _DETECTOR = None
 _INIT_ERROR: str | None = None   # why this worker could not start; every item then reports it once
+_MAX_PIXELS = media.MAX_PIXELS   # this worker's pixel limit (media.decode_limits per item)
 
 
-def _init_worker(cfg: dict, threads: int) -> None:
-    """Per-process setup: one detector, one thread each (the processes give the parallelism).
-    Never raises: a Pool restarts a worker whose initializer fails, forever."""
-    global _DETECTOR, _INIT_ERROR
+def _init_worker(cfg: dict, threads: int, max_pixels: int | None = None, watch_parent: bool = False) -> None:
+    """Per-process setup: one detector, one thread each (the processes give the parallelism),
+    the pixel limit, and (in a pool) an exit as soon as the parent dies. Never raises: a Pool
+    restarts a worker whose initializer fails, forever."""
+    global _DETECTOR, _INIT_ERROR, _MAX_PIXELS
     _INIT_ERROR = None
+    _MAX_PIXELS = max_pixels or media.MAX_PIXELS
+    if watch_parent:
+        _exit_with_parent()
     try:
         import cv2
 
@@ -140,12 +142,34 @@ def _process(item: Item, key: str, res: dict, cdir: str, cfg: dict) -> dict:
 
 
 def _run_one(args):
-    return process_item(*args)
+    with media.decode_limits(pixels=_MAX_PIXELS):
+        return process_item(*args)
+
+
+def _exit_with_parent() -> None:
+    """A pool worker whose parent was killed (kill -9) exits at once and quietly: otherwise it
+    finishes its item and prints a BrokenPipeError traceback sending the result to nobody."""
+    import multiprocessing as mp
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    sentinel = getattr(parent, "sentinel", None)
+    if sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = None, limit: int | None = None,
-        progress: bool = True, dataset_opts: dict | None = None, **cfg_overrides) -> dict:
-    """Preprocess a dataset into `out/<config hash>/`. Returns (and writes) a summary."""
+        progress: bool = True, dataset_opts: dict | None = None, max_pixels: int | None = None,
+        **cfg_overrides) -> dict:
+    """Preprocess a dataset into `out/<config hash>/`. Returns (and writes) a summary.
+    `max_pixels`: the largest image or video frame decoded (default media.MAX_PIXELS)."""
     cfg = preprocess_config(**cfg_overrides)
     limit = optional("--limit", limit, 1, integer=True)
     workers = optional("--workers", workers, 1, MAX_WORKERS, integer=True)
@@ -157,11 +181,11 @@ def run(dataset: str, root: str | Path, out: str | Path, workers: int | None = N
         raise EmoliteError(f"no {dataset} items found; check the folder layout (see README)", root)
     cdir = cache.cache_dir(out, cfg)
     with cache.run_lock(cdir):   # alone on the cache: temp files a killed run left are cleaned
-        return _run(dataset, root, items, problems, cdir, cfg, workers, progress)
+        return _run(dataset, root, items, problems, cdir, cfg, workers, progress, max_pixels)
 
 
 def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir: Path, cfg: dict,
-         workers: int | None, progress: bool) -> dict:
+         workers: int | None, progress: bool, max_pixels: int | None = None) -> dict:
     """run's work, under the cache's run lock."""
     from tqdm import tqdm
 
@@ -173,13 +197,14 @@ def _run(dataset: str, root: str | Path, items: list[Item], problems: list, cdir
     jobs = [(it, str(cdir), cfg) for it in items]
     bar = tqdm(total=len(jobs), desc=f"preprocess {dataset}", unit="clip", disable=not progress, dynamic_ncols=True)
     if workers == 1:
-        _init_worker(cfg, 1)
+        _init_worker(cfg, 1, max_pixels)
         results = map(_run_one, jobs)
         pool = None
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(cfg, 1))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                            initargs=(cfg, 1, max_pixels, True))
         results = pool.imap_unordered(_run_one, jobs, chunksize=1)
     try:
         for res in results:

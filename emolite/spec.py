@@ -9,10 +9,12 @@ downstream rebuilds it by hand. Each default is the constant of the module that 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from . import faces, inputs, media
+from .registry import DETECTORS
 
 
 @dataclass(frozen=True)
@@ -35,39 +37,65 @@ class InputSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "InputSpec":
         """Read a stored record; fields it lacks (older checkpoints and caches) take the defaults,
-        keys it has that are not fields (jpeg_quality, version) are ignored."""
+        keys it has that are not fields (jpeg_quality, version) are ignored. A value that is not
+        of its field's type (frames="banana", align="yes") is a ValueError naming the field."""
         d = dict(d or {})
-        kw = {}
-        for f in fields(cls):
-            if d.get(f.name) is not None:
-                default = getattr(cls, f.name)
-                kw[f.name] = type(default)(d[f.name])
-        return cls(**kw)
+        return cls(**{f.name: _convert(f.name, d[f.name], getattr(cls, f.name))
+                      for f in fields(cls) if d.get(f.name) is not None})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, as stored in cache configs, checkpoints and ONNX metadata."""
         return asdict(self)
 
     def replace(self, **changes: Any) -> "InputSpec":
-        """A copy with some fields changed (e.g. train's frames and audio_seconds)."""
+        """A copy with some fields changed."""
         return replace(self, **changes)
 
-    # Mapping-style read access, for code written against the old `model.preprocessing` dict.
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
-            raise KeyError(key)
-        return getattr(self, key)
+    def trained_on(self, frames: int, seconds: float) -> "InputSpec":
+        """The record of a model trained on this cache with `frames` frames over `seconds`-s inputs:
+        the analysis window is the length it was trained on, the hop at most that window."""
+        return replace(self, frames=int(frames), audio_seconds=float(seconds), window_seconds=float(seconds),
+                       hop_seconds=min(self.hop_seconds, float(seconds)))
 
-    def keys(self) -> list[str]:
-        """Field names (with __getitem__, `dict(spec)` and `**spec` work)."""
-        return [f.name for f in fields(self)]
+    def check(self) -> "InputSpec":
+        """Every field in the range a model can be fed with (a record saying frames=1e9 or
+        window_seconds=0 must not reach an allocation or a division); ValueError naming the field."""
+        for name, (lo, hi) in LIMITS.items():
+            v = getattr(self, name)
+            if not (math.isfinite(v) and lo <= v <= hi):
+                raise ValueError(f"{name}={v!r} is outside {lo:g}..{hi:g}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector={self.detector!r} is not one of: {', '.join(sorted(DETECTORS))}")
+        return self
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Like dict.get."""
-        return getattr(self, key) if key in self.keys() else default
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
+def _convert(name: str, v: Any, default: Any) -> Any:
+    """One stored value as its field's type (bools only from bools; ints from whole numbers)."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(v, bool):
+                return v
+        elif isinstance(default, (int, float)) and isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            x = float(v)
+            if isinstance(default, float):
+                return x
+            if math.isfinite(x) and x == int(x):
+                return int(x)
+        elif isinstance(default, str) and isinstance(v, str):
+            return v
+    except ValueError:
+        pass
+    raise ValueError(f"{name}={v!r} is not a {type(default).__name__}")
+
+
+CROP_SIZES = (16, 512)      # px: smallest and largest face/context crop
+DETECT_SIDES = (32, 2048)   # px: longest side given to the detector
+MAX_MARGIN = 2.0            # crop side at most 3× the face box
+MAX_FRAMES = 256            # T: frames per model input, at most
+LIMITS = {"sample_rate": (4000, 768000), "fps": (1e-3, media.MAX_FPS), "frames": (1, MAX_FRAMES),
+          "audio_seconds": (media.MIN_WINDOW, media.MAX_WINDOW),
+          "window_seconds": (media.MIN_WINDOW, media.MAX_WINDOW), "hop_seconds": (media.MIN_HOP, media.MAX_WINDOW),
+          "face_size": CROP_SIZES, "context_size": CROP_SIZES, "detect_side": DETECT_SIDES, "margin": (0.0, MAX_MARGIN)}
 
 
 # The fields `emolite preprocess` may set: they change what the cache stores.

@@ -6,8 +6,10 @@
 
 Run dir (trainer.out_dir/trainer.name): config.toml, checkpoints/{best,last}.ckpt (Lightning,
 resumable), csv/metrics.csv (+ TensorBoard logs when tensorboard is installed), best.pt (the
-emolite checkpoint: weights + classes + model/preprocessing config + metrics), metrics.json,
-and eval_<test split>/ (metrics.json, confusion matrix) when the cache has a test split.
+emolite checkpoint: weights + classes + typed model config + InputSpec + metrics), metrics.json,
+and eval_<test split>/ (metrics.json, confusion matrix) when the cache has a test split. The
+.ckpt files carry the same record (emolite/lit.py), so either file loads with `--model`; the
+InputSpec's window is the length trained on (data.audio_seconds), so analyze and serve cut it.
 
 Hardware (all through [trainer] / `--set trainer.x=...`):
   CPU:                    trainer.accelerator=cpu
@@ -35,10 +37,9 @@ and ends with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
-import math
-import os
-import signal
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -48,16 +49,14 @@ from . import labels as L
 from .data.splits import order_groups
 from .errors import EmoliteError
 from .fsio import atomic_write_text
-from .loader import ClipDataset, ResumableLoader, collate, input_spec, make_loader, model_inputs  # noqa: F401 (scripts)
-from .losses import REGRESSION_LOSSES, build_loss, class_weights
-from .metrics import REGRESSION_METRICS, build_metrics, metric_values
+from .loader import ClipDataset, input_spec, make_loader
+from .losses import REGRESSION_LOSSES, class_weights
 from .models import build_model, model_config, read_checkpoint, save_checkpoint
+from .spec import InputSpec
 
 HOLDOUT = 0.1          # fraction of train speakers held out when there is no validation split
 MAX_PRINTED = 5
 
-
-# ============================================================================ data
 
 # ============================================================================ splits and classes
 
@@ -134,12 +133,14 @@ def _keep_known(rows: list[dict], classes: list[str], what: str) -> list[dict]:
 
 # ============================================================================ transfer
 
-def init_from(model_cfg: dict, num_classes: int, path: str | Path) -> torch.nn.Module:
-    """Model with the init checkpoint's architecture; all weights but the head loaded."""
+def init_from(table: dict, num_classes: int, path: str | Path) -> torch.nn.Module:
+    """Model with the init checkpoint's architecture (its typed config; the [model] table's
+    dropout rates); all weights but the head loaded."""
     sd, meta = read_checkpoint(path)
-    init_cfg = meta.get("model", {})
-    keep = {k: model_cfg[k] for k in ("dropout", "modality_dropout") if k in model_cfg}
-    model = build_model({**init_cfg, **keep}, num_classes)
+    init_cfg = model_config(meta.get("model"))
+    keep = {k: float(table[k]) for k in ("dropout", "modality_dropout")
+            if k in table and hasattr(init_cfg, k) and not (k == "modality_dropout" and len(init_cfg.modalities) < 2)}
+    model = build_model(replace(init_cfg, **keep), num_classes)
     own = model.state_dict()
     load = {k: v for k, v in sd.items() if not k.startswith("head.") and k in own and own[k].shape == v.shape}
     skipped = sorted(set(sd) - set(load) - {k for k in sd if k.startswith("head.")})
@@ -150,128 +151,6 @@ def init_from(model_cfg: dict, num_classes: int, path: str | Path) -> torch.nn.M
 
 
 # ============================================================================ Lightning
-
-def _lightning():
-    import lightning.pytorch as pl
-    return pl
-
-
-def mixup(x: dict, alpha: float) -> tuple[dict, float, torch.Tensor]:
-    """Mixup (Zhang et al. 2018) of a model-input batch with a shuffled copy of itself: float
-    inputs mixed by lam ~ Beta(alpha, alpha), masks or-ed (a modality present in either sample is
-    present in the mix). Draws from torch's RNG, which is seeded per step (exact after resume)."""
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    first = next(iter(x.values()))
-    perm = torch.randperm(first.shape[0], device=first.device)
-    out = {k: (v | v[perm]) if v.dtype == torch.bool else lam * v + (1 - lam) * v[perm] for k, v in x.items()}
-    return out, lam, perm
-
-
-def make_module(cfg: dict, model: torch.nn.Module, classes: list[str], weights: torch.Tensor | None,
-                train_loader: ResumableLoader | None = None):
-    """The LightningModule (built lazily so importing emolite.train does not import Lightning)."""
-    pl = _lightning()
-
-    class EmoModule(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-            self.cfg = cfg
-            self.regression = bool(cfg["data"]["targets"])
-            n_out = len(cfg["data"]["targets"]) if self.regression else len(classes)
-            self.loss_fn = build_loss(cfg["loss"], weights)
-            names = REGRESSION_METRICS if self.regression else cfg["metrics"]["names"]
-            self.val_metrics = build_metrics(names, n_out)
-            self._metric_values = metric_values
-
-        def forward(self, batch: dict) -> torch.Tensor:
-            return self.model(model_inputs(batch))
-
-        def on_train_batch_start(self, batch, batch_idx) -> None:
-            # Dropout / modality dropout depend only on (seed, step, rank): exact after resume.
-            seed = int(self.cfg["trainer"]["seed"])
-            torch.manual_seed((seed * 1_000_003 + self.global_step * 997 + self.global_rank) % (2 ** 63))
-
-        def training_step(self, batch, batch_idx):
-            alpha = float(self.cfg["augment"]["mixup"]) if self.cfg["augment"]["enabled"] else 0.0
-            if alpha > 0 and not self.regression:
-                x, lam, perm = mixup(model_inputs(batch), alpha)
-                out = self.model(x)
-                loss = lam * self.loss_fn(out, batch["y"]) + (1 - lam) * self.loss_fn(out, batch["y"][perm])
-            else:
-                out = self(batch)
-                loss = self.loss_fn(out, batch["y"])
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            out = self(batch).float()
-            loss = self.loss_fn(out, batch["y"])
-            self.val_metrics.update(out, batch["y"])
-            self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=len(batch["y"]))
-
-        def on_validation_epoch_end(self) -> None:
-            vals = self._metric_values(self.val_metrics.compute())   # synced across ranks
-            self.val_metrics.reset()
-            # already identical on all ranks; sync_dist only silences Lightning's DDP warning
-            self.log_dict({f"val/{k}": v for k, v in vals.items()}, prog_bar=True, sync_dist=True)
-
-        def configure_optimizers(self):
-            o = self.cfg["optim"]
-            decay, no_decay = [], []
-            for n, p in self.model.named_parameters():
-                (no_decay if p.ndim < 2 or "missing" in n or "cls" in n or "type_emb" in n else decay).append(p)
-            opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
-                                     {"params": no_decay, "weight_decay": 0.0}], lr=o["lr"])
-            # Not trainer.estimated_stepping_batches: it sets up the train loader before the
-            # checkpoint is restored, and Lightning then never restores the loader's state.
-            n = len(train_loader) if train_loader is not None else 1
-            lim = self.cfg["debug"]["limit_train_batches"]
-            n = min(n, int(lim)) if lim else n
-            total = n * int(o["epochs"])
-            total = min(total, int(o["max_steps"])) if int(o["max_steps"]) > 0 else total
-            total = max(1, total)
-            warm = min(int(o["warmup_steps"]), total // 4)
-            cosine = o["scheduler"] == "cosine"
-
-            def lr_lambda(step: int) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                if not cosine:
-                    return 1.0
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-        def on_save_checkpoint(self, checkpoint: dict) -> None:
-            checkpoint["emolite"] = json.loads(json.dumps({"classes": classes, "model": self.model.cfg,
-                                                           "config": self.cfg}))
-            if train_loader is not None:
-                checkpoint["emolite"]["train_loader"] = train_loader.state_dict()
-
-        def on_load_checkpoint(self, checkpoint: dict) -> None:
-            # Also restore the loader here (before the fit loop starts iterating), independent of
-            # whether Lightning's own stateful-loader path runs in this version.
-            state = checkpoint.get("emolite", {}).get("train_loader")
-            if train_loader is not None and state:
-                train_loader.load_state_dict(state)
-
-    return EmoModule()
-
-
-def _kill_callback(step: int):
-    pl = _lightning()
-
-    class KillAt(pl.Callback):
-        """Test hook: die hard (no cleanup, like a pre-empted job) at global step `step`."""
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if trainer.global_step >= step:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return KillAt()
-
 
 def _loggers(run_dir: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger
@@ -288,10 +167,12 @@ def _loggers(run_dir: Path) -> list:
 
 def _make_trainer(cfg: dict, run_dir: Path, ckpt_dir: Path):
     """The Lightning Trainer per [trainer]/[optim]/[debug], and its best-checkpoint callback."""
-    pl = _lightning()
-    t, o, dbg = cfg["trainer"], cfg["optim"], cfg["debug"]
+    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
+    from .lit import KillAt
+
+    t, o, dbg = cfg["trainer"], cfg["optim"], cfg["debug"]
     best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=o["monitor"], mode=o["mode"],
                               save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     step_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step", save_top_k=0, save_last=True,
@@ -301,7 +182,7 @@ def _make_trainer(cfg: dict, run_dir: Path, ckpt_dir: Path):
         callbacks.append(EarlyStopping(monitor=o["monitor"], mode=o["mode"], patience=int(o["patience"]),
                                        check_on_train_epoch_end=False))
     if dbg["kill_after_steps"] > 0:
-        callbacks.append(_kill_callback(int(dbg["kill_after_steps"])))
+        callbacks.append(KillAt(int(dbg["kill_after_steps"])))
     trainer = pl.Trainer(
         accelerator=t["accelerator"], devices=t["devices"], num_nodes=int(t["num_nodes"]), strategy=t["strategy"],
         precision=t["precision"], max_epochs=int(o["epochs"]), max_steps=int(o["max_steps"]),
@@ -314,16 +195,11 @@ def _make_trainer(cfg: dict, run_dir: Path, ckpt_dir: Path):
     return trainer, best_cb
 
 
-def run(cfg: dict | str | Path, resume: bool = False) -> dict:
-    """Train (or resume) per `cfg`; returns the final metrics (also in <run dir>/metrics.json)."""
-    from .config import dump_toml, load_config, load_plugins
+# ============================================================================ run
 
-    if not isinstance(cfg, dict):
-        cfg = load_config(cfg)
-    cfg = copy.deepcopy(cfg)
-    load_plugins(cfg.get("plugins", []))
-    pl = _lightning()
-    d, t, o = cfg["data"], cfg["trainer"], cfg["optim"]
+def _task(cfg: dict) -> bool:
+    """Settle regression vs classification in cfg (loss, monitor); True for regression."""
+    d, o = cfg["data"], cfg["optim"]
     regression = bool(d["targets"])
     if regression and cfg["loss"]["name"] not in REGRESSION_LOSSES:
         cfg["loss"]["name"] = "ccc"
@@ -332,31 +208,33 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
                            "[\"valence\", \"arousal\"]) or use ce / weighted_ce / focal")
     if regression and o["monitor"] == "val/f1_weighted":
         o["monitor"], o["mode"] = "val/ccc", "max"
+    return regression
 
-    train_rows, val_rows, test_rows = select_rows(cfg)
-    classes = [] if regression else class_list(cfg, train_rows)
-    if not regression:
-        train_rows = _keep_known(train_rows, classes, "train")
-        val_rows = _keep_known(val_rows, classes, "validation")
-    run_dir = Path(t["out_dir"]) / t["name"]
-    ckpt_dir = run_dir / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
+
+def _resume_point(last: Path, resume: bool, run_dir: Path) -> str | None:
+    """The checkpoint to resume from, checked readable first: a damaged or malicious last.ckpt is
+    one line (torch.load runs weights_only, so nothing in it ever runs)."""
     if last.exists() and not resume:
         raise EmoliteError("this run dir already has checkpoints; resume it (--resume) or pick another "
                            "trainer.name / trainer.out_dir", run_dir)
+    if not resume:
+        return None
+    if not last.exists():
+        print(f"train: nothing to resume in {run_dir}; starting from scratch")
+        return None
+    try:
+        read_checkpoint(last)
+    except EmoliteError as e:
+        raise EmoliteError(f"cannot resume: the checkpoint is unreadable ({e.args[0].split(': ', 1)[-1]}); "
+                           "delete it to start again, or pick another trainer.name", last) from None
+    return str(last)
 
-    pl.seed_everything(int(t["seed"]), workers=True, verbose=False)
-    seed = int(t["seed"])
-    n_out = len(d["targets"]) if regression else len(classes)
-    mcfg = {k: v for k, v in cfg["model"].items() if k != "init"}
-    if cfg["model"]["init"]:
-        model = init_from(model_config(mcfg), n_out, cfg["model"]["init"])
-    else:
-        model = build_model(mcfg, n_out)
 
-    mods = getattr(model, "cfg", {}).get("modalities")
-    train_rows = _keep_usable(train_rows, mods, "train")
-    val_rows = _keep_usable(val_rows, mods, "validation")
+def _data(cfg: dict, regression: bool, model, spec: InputSpec, rows: tuple, classes: list[str]):
+    """(train loader, validation loader, class weights) for the model's modalities and classes."""
+    d, seed = cfg["data"], int(cfg["trainer"]["seed"])
+    mods = list(getattr(model.cfg, "modalities", None) or []) or None
+    train_rows, val_rows = _keep_usable(rows[0], mods, "train"), _keep_usable(rows[1], mods, "validation")
     if not train_rows or not val_rows:
         raise EmoliteError(f"no {'training' if not train_rows else 'validation'} entries left after matching "
                            "labels and modalities to the config", d["cache_dir"])
@@ -364,42 +242,32 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
     counts = [sum(r["label"] == c for r in train_rows) for c in classes]
     weights = class_weights(counts) if classes else None
     sample_w = torch.tensor([1.0 / max(1, counts[cidx[r["label"]]]) for r in train_rows]) if classes else None
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.toml", dump_toml(cfg))
-    spec = input_spec(d["cache_dir"], train_rows, d["frames"], d["audio_seconds"])
     ydata = lambda rows: None if regression else [cidx[r["label"]] for r in rows]
-    tk = d["targets"] if regression else None
-    sizes = {"face_size": spec.face_size, "context_size": spec.context_size}
+    kw = dict(target_keys=d["targets"] if regression else None, face_size=spec.face_size,
+              context_size=spec.context_size)
     train_ds = ClipDataset(train_rows, ydata(train_rows), spec.frames, spec.audio_seconds, train=True,
-                           augment=cfg["augment"], seed=seed, target_keys=tk, **sizes)
-    val_ds = ClipDataset(val_rows, ydata(val_rows), spec.frames, spec.audio_seconds, target_keys=tk, **sizes)
+                           augment=cfg["augment"], seed=seed, **kw)
+    val_ds = ClipDataset(val_rows, ydata(val_rows), spec.frames, spec.audio_seconds, **kw)
     train_loader = make_loader(train_ds, d["batch_size"], d["sampler"], sample_w, seed, d["num_workers"], train=True)
-    val_loader = make_loader(val_ds, d["batch_size"], num_workers=d["num_workers"])
-    module = make_module(cfg, model, classes, weights, train_loader)
-    train_loader.progress = lambda: module.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    return train_loader, make_loader(val_ds, d["batch_size"], num_workers=d["num_workers"]), weights
 
-    trainer, best_cb = _make_trainer(cfg, run_dir, ckpt_dir)
-    import inspect
-    fit_kw = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
-    ckpt_path = str(last) if resume and last.exists() else None
-    if resume and ckpt_path is None:
-        print(f"train: nothing to resume in {run_dir}; starting from scratch")
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, **fit_kw)
 
-    # Best weights (or, with optim.keep = "last", the final ones already in `model`) -> emolite checkpoint.
+def _finish(cfg: dict, module, trainer, best_cb, val_loader, run_dir: Path, last: Path, test_rows: list) -> dict:
+    """Best (or last) weights -> best.pt with the whole record; final validation and test metrics."""
+    d, o = cfg["data"], cfg["optim"]
     best_path = (best_cb.best_model_path or str(last)) if o["keep"] == "best" else ""
     if best_path and Path(best_path).exists():
-        model.load_state_dict(read_checkpoint(best_path)[0])
+        module.model.load_state_dict(read_checkpoint(best_path)[0])
     vals = trainer.validate(module, val_loader, verbose=False)[0]
     metrics = {k: float(v) for k, v in vals.items() if k.startswith("val/")}
     result = {"run_dir": str(run_dir), "best_checkpoint": str(run_dir / "best.pt"), "epochs": trainer.current_epoch,
-              "global_step": trainer.global_step, "classes": classes, **metrics}
+              "global_step": trainer.global_step, "classes": module.classes, **metrics}
     if trainer.is_global_zero:
-        meta = {"classes": classes, "targets": d["targets"], "dataset": d["dataset"],
-                "preprocess": spec.to_dict(), "metrics": metrics, "train_config": cfg}
-        save_checkpoint(run_dir / "best.pt", model, meta)
-        if test_rows and not regression:
+        rec = module.record()
+        meta = {**{k: rec[k] for k in ("classes", "targets", "dataset", "preprocess")}, "metrics": metrics,
+                "train_config": cfg}
+        save_checkpoint(run_dir / "best.pt", module.model, meta)
+        if test_rows and not module.regression:
             from . import evaluate
             res = evaluate.run(run_dir / "best.pt", d["cache_dir"], split=d["test_split"],
                                out_dir=run_dir / f"eval_{d['test_split']}", batch_size=d["batch_size"],
@@ -407,3 +275,42 @@ def run(cfg: dict | str | Path, resume: bool = False) -> dict:
             result.update({f"test/{k}": res[k] for k in ("accuracy", "f1_weighted", "f1_macro", "uar")})
         atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1))
     return result
+
+
+def run(cfg: dict | str | Path, resume: bool = False) -> dict:
+    """Train (or resume) per `cfg`; returns the final metrics (also in <run dir>/metrics.json)."""
+    import lightning.pytorch as pl
+
+    from .config import check_config, dump_toml, load_config, load_plugins
+    from .lit import EmoModule
+
+    cfg = copy.deepcopy(cfg if isinstance(cfg, dict) else load_config(cfg))
+    check_config(cfg)   # also a dict built in code, not only a loaded file
+    load_plugins(cfg.get("plugins", []))
+    d, t = cfg["data"], cfg["trainer"]
+    regression = _task(cfg)
+    train_rows, val_rows, test_rows = select_rows(cfg)
+    classes = [] if regression else class_list(cfg, train_rows)
+    if not regression:
+        train_rows, val_rows = _keep_known(train_rows, classes, "train"), _keep_known(val_rows, classes, "validation")
+    run_dir = Path(t["out_dir"]) / t["name"]
+    ckpt_dir = run_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = _resume_point(last, resume, run_dir)
+
+    pl.seed_everything(int(t["seed"]), workers=True, verbose=False)
+    n_out = len(d["targets"]) if regression else len(classes)
+    init = cfg["model"]["init"]
+    model = init_from(cfg["model"], n_out, init) if init else build_model(model_config(
+        cfg["model"]["name"], **{k: v for k, v in cfg["model"].items() if k not in ("init", "name")}), n_out)
+    spec = input_spec(d["cache_dir"], train_rows, d["frames"], d["audio_seconds"])
+    train_loader, val_loader, weights = _data(cfg, regression, model, spec, (train_rows, val_rows), classes)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.toml", dump_toml(cfg))
+    module = EmoModule(cfg, model, classes, weights, spec, train_loader)
+    train_loader.progress = lambda: module.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+    trainer, best_cb = _make_trainer(cfg, run_dir, ckpt_dir)
+    fit_kw = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, **fit_kw)
+    return _finish(cfg, module, trainer, best_cb, val_loader, run_dir, last, test_rows)

@@ -42,13 +42,25 @@ class VoiceActivity:
     voiced: bool             # speech_s >= MIN_SPEECH_S
 
 
-def clean_audio(audio: np.ndarray, where: str = "audio") -> np.ndarray:
-    """float32 audio with NaN/inf samples replaced by 0 (with a warning), never propagated."""
+def finite_audio(audio: np.ndarray) -> tuple[np.ndarray, int]:
+    """float32 audio with NaN/inf samples replaced by 0, and how many there were: the caller
+    says so once, in its result (analyze's warnings, a Prediction's notes), not per window."""
     audio = np.asarray(audio, np.float32)
     bad = ~np.isfinite(audio)
-    if bad.any():
-        warnings.warn(f"{where}: {int(bad.sum())} NaN/inf samples set to 0", stacklevel=2)
-        audio = np.where(bad, np.float32(0.0), audio)
+    n = int(bad.sum())
+    return (np.where(bad, np.float32(0.0), audio) if n else audio), n
+
+
+def bad_audio_note(n: int) -> str:
+    """The one line that says NaN/inf samples were replaced."""
+    return f"{n} NaN/inf audio samples set to 0"
+
+
+def clean_audio(audio: np.ndarray, where: str = "audio") -> np.ndarray:
+    """`finite_audio` with a Python warning, for direct callers without a result to note it in."""
+    audio, n = finite_audio(audio)
+    if n:
+        warnings.warn(f"{where}: {bad_audio_note(n)}", stacklevel=2)
     return audio
 
 
@@ -70,7 +82,7 @@ def _model():
 
 def speech_probs(audio: np.ndarray) -> np.ndarray:
     """Per-32-ms-frame speech probability of 16 kHz mono float audio (the last frame zero-padded)."""
-    audio = clean_audio(audio)
+    audio = finite_audio(audio)[0]
     n = (audio.size + FRAME - 1) // FRAME
     if n == 0:
         return np.zeros(0, np.float32)
@@ -90,10 +102,11 @@ def speech_probs(audio: np.ndarray) -> np.ndarray:
 
 
 def voice_activity(audio: np.ndarray | None) -> VoiceActivity:
-    """How much speech a window's audio holds (none for missing, empty or silent audio)."""
+    """How much speech a window's audio holds (none for missing, empty or silent audio; NaN/inf
+    samples count as silence)."""
     if audio is None or np.asarray(audio).size == 0:
         return VoiceActivity(0.0, 0.0, False)
-    audio = clean_audio(audio)
+    audio = finite_audio(audio)[0]
     rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
     if rms < SILENT_RMS:
         return VoiceActivity(0.0, 0.0, False)
@@ -101,3 +114,9 @@ def voice_activity(audio: np.ndarray | None) -> VoiceActivity:
     speech = int((p > SPEECH_PROB).sum())
     s = speech * FRAME / SAMPLE_RATE
     return VoiceActivity(round(s, 3), round(speech / max(len(p), 1), 3), s >= MIN_SPEECH_S)
+
+
+def is_voiced(audio: np.ndarray | None) -> bool:
+    """The one voice-activity rule of every path (analyze, serve, predict): a window's audio is
+    a voice when it holds at least MIN_SPEECH_S of speech. Run once per window by emolite.core."""
+    return voice_activity(audio).voiced

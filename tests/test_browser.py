@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import wave
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,20 +51,18 @@ def write_wav(path: Path, sr: int = 16000) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(checkpoint):
-    """The app under uvicorn in a thread, on a free port."""
+@contextmanager
+def server_on(model, web_model=None):
+    """emolite serve's app for `model` under uvicorn in a thread, on a free port (web_model: the
+    on-device page's model file; None: the loaded model, exported)."""
     import uvicorn
 
-    from emolite.inference import load_model
     from emolite.serve import Limits, create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # The README screenshot shows the shipped model; the test itself needs only some model.
-    app = create_app(load_model(None if SCREENSHOT and DEFAULT_MODEL.exists() else checkpoint))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+    srv = uvicorn.Server(uvicorn.Config(create_app(model, web_model=web_model), host="127.0.0.1", port=port, log_level="warning",
                                         ws_max_size=Limits().ws_max_size, ws_per_message_deflate=False))
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
@@ -71,9 +70,21 @@ def server(checkpoint):
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        t.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint):
+    """The app under uvicorn in a thread, on a free port."""
+    from emolite.inference import load_model
+
+    # The README screenshot shows the shipped model; the test itself needs only some model.
+    with server_on(load_model(None if SCREENSHOT and DEFAULT_MODEL.exists() else checkpoint)) as url:
+        yield url
 
 
 def browser_args(y4m: Path, wav: Path) -> list[str]:

@@ -28,3 +28,11 @@ def test_onnx_model_analyzes_like_torch(checkpoint, clip, tmp_path):
 def test_export_cli(checkpoint, tmp_path, capsys):
     assert main(["export", "--model", str(checkpoint), "-o", str(tmp_path / "x.onnx")]) == 0
     assert '"max_abs_prob_diff"' in capsys.readouterr().out
+
+
+def test_export_to_a_folder_or_an_uncreatable_one_is_one_line(checkpoint, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out, words in [(tmp_path, "is a folder"), (tmp_path / "file" / "sub" / "m.onnx", "cannot create its folder")]:
+        assert main(["export", "--model", str(checkpoint), "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {out}") and words in err and "\n" not in err, err

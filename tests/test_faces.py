@@ -2,7 +2,7 @@ import numpy as np
 
 from emolite import faces as F
 from emolite.demo import face_image, frame_at
-from emolite.features import window_features
+from emolite.features import still_features, window_features
 from emolite.media import Window
 
 
@@ -19,10 +19,10 @@ def test_no_face_gives_empty_list_and_small_stills_fall_back_to_whole_image():
     det = F.get_detector()
     assert det(np.full((240, 320, 3), 128, np.uint8)) == []
     tiny = np.full((1, 48, 48, 3), 90, np.uint8)  # a pre-cropped dataset image (CK+ is 48×48)
+    ft = still_features(tiny[0], det)
+    assert ft.face_mask.tolist() == [True] and list(ft.boxes[0]) == [0, 0, 48, 48] and ft.still
+    # a small *video* frame without a face stays faceless, even a window of no length
     ft = window_features(Window(0.0, 0.0, tiny, np.zeros(1), None), det)
-    assert ft.face_mask.tolist() == [True] and list(ft.boxes[0]) == [0, 0, 48, 48]
-    # a small *video* frame without a face stays faceless
-    ft = window_features(Window(0.0, 0.2, tiny, np.zeros(1), None), det)
     assert ft.face_mask.tolist() == [False]
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from emolite.arch import LateConfig
 from emolite.models import build_model, example_batch, load_checkpoint, save_checkpoint
 
 
@@ -10,9 +11,8 @@ def _late(weights=(0.6, 0.4)):
     torch.manual_seed(0)
     face = build_model("face", num_classes=7)
     voice = build_model("audio", num_classes=7)
-    cfg = {"name": "late", "experts": {"face": face.cfg, "audio": voice.cfg}, "per_frame": ["face"],
-           "weights": {"face": weights[0], "audio": weights[1]}, "temperatures": {"face": 1.5, "audio": 1.0},
-           "modalities": ["face", "audio"]}
+    cfg = LateConfig(experts={"face": face.cfg, "audio": voice.cfg}, per_frame=("face",),
+                     weights={"face": weights[0], "audio": weights[1]}, temperatures={"face": 1.5, "audio": 1.0})
     late = build_model(cfg, num_classes=7).eval()
     return late, face.eval(), voice.eval()
 
@@ -67,10 +67,10 @@ def test_default_layout_face_cnn_plus_voice_exports_and_matches(tmp_path):
     from emolite.spec import InputSpec
 
     torch.manual_seed(0)
-    face = build_model({"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0}, 7).eval()
+    face = build_model("face_cnn", 7).eval()
     voice = build_model("audio", num_classes=7)
-    cfg = {"name": "late", "experts": {"face": face.cfg, "audio": voice.cfg}, "weights": {"face": 0.6, "audio": 0.4},
-           "temperatures": {"face": 1.2, "audio": 1.0}, "modalities": ["face", "audio"]}
+    cfg = LateConfig(experts={"face": face.cfg, "audio": voice.cfg}, weights={"face": 0.6, "audio": 0.4},
+                     temperatures={"face": 1.2, "audio": 1.0})
     late = build_model(cfg, 7).eval()
     late.experts["face"].load_state_dict(face.state_dict())
     spec = InputSpec(face_size=48, margin=0.0, audio_seconds=3.0, window_seconds=3.0)

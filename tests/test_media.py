@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -144,3 +146,195 @@ def test_lagging_stream_does_not_hold_the_other(tmp_path, monkeypatch):
     rest = list(it)
     assert len(rest) == 19 and all(w.frames is not None and len(w.frames) == 4 for w in rest)
     assert rest[0].audio.size == 0
+
+
+# ---------------------------------------------------------------- what the file does not hold (issue 24)
+
+
+def interleaved_mkv(path, seconds: float = 60.0, fps: int = 10, size: tuple[int, int] = (96, 72)):
+    """A Matroska file with a face and a voice, its video and audio packets interleaved in time
+    order (as cameras and ffmpeg write them), so that cutting its bytes cuts both streams."""
+    import av
+
+    from emolite.demo import frame_at, voice
+
+    wav = voice(seconds)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = *size, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout, a.format = "mono", "fltp"
+        step = 16000 // fps
+        for i in range(int(seconds * fps)):
+            for p in v.encode(av.VideoFrame.from_ndarray(frame_at(i / fps, *size), format="rgb24")):
+                c.mux(p)
+            f = av.AudioFrame.from_ndarray(wav[None, i * step:(i + 1) * step], format="fltp", layout="mono")
+            f.sample_rate, f.pts = 16000, i * step
+            for p in a.encode(f):
+                c.mux(p)
+        for s in (v, a):
+            for p in s.encode(None):
+                c.mux(p)
+    return path
+
+
+def claim_duration(path, seconds: float):
+    """Rewrite a Matroska file's Duration element (Segment Info, float64 in milliseconds) so that its
+    header claims `seconds`: a lying header over the same data."""
+    import struct
+
+    data = path.read_bytes()
+    i = data.index(b"\x44\x89\x88")   # Duration, 8-byte float
+    path.write_bytes(data[:i + 3] + struct.pack(">d", seconds * 1000.0) + data[i + 11:])
+    return path
+
+
+def wav_claiming(path, seconds_of_data: float, claimed_seconds: float | None = None, rate: int | None = None):
+    """A 16 kHz 16-bit WAV whose header may claim a longer data chunk or another sample rate."""
+    import struct
+
+    n = int(seconds_of_data * 16000)
+    pcm = (np.sin(np.arange(n) / 5.0) * 8000).astype("<i2").tobytes()
+    size = len(pcm) if claimed_seconds is None else int(claimed_seconds * 16000 * 2)
+    r = rate or 16000
+    hdr = b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, r, r * 2, 2, 16)
+    path.write_bytes(hdr + b"data" + struct.pack("<I", size) + pcm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def truncated_mkv(tmp_path_factory):
+    """60 s interleaved, its bytes cut at 25 %: the data ends near 15 s, the header says 60 s."""
+    d = tmp_path_factory.mktemp("trunc")
+    full = interleaved_mkv(d / "full.mkv")
+    data = full.read_bytes()
+    (d / "cut.mkv").write_bytes(data[: len(data) // 4])
+    return d / "cut.mkv"
+
+
+def test_truncated_file_has_no_windows_past_its_data(truncated_mkv):
+    assert media.probe(truncated_mkv)["duration"] > 59
+    ws = media.iter_windows(truncated_mkv, fps=16 / 3, window=3.0, hop=1.0)
+    got = list(ws)
+    last_frame = max(float(w.times.max()) for w in got if w.has_video)
+    assert 10 < last_frame < 20 and got[-1].end < last_frame + 2
+    assert len(got) < 20     # not 59 windows to the claimed 60 s
+    assert any("ended early" in x for x in ws.warnings)
+    for w in got:            # every frame a window holds was sampled inside it
+        assert all(w.start - 0.2 <= t < w.end + 0.2 for t in w.times)
+
+
+def test_window_without_decoded_frames_has_no_video(tmp_path):
+    """Video that stops at 4 s while the audio goes on to 12 s: windows after 4 s hold no frame
+    (no stale last frame), and audio that stops early leaves later windows without audio."""
+    import av
+
+    p = tmp_path / "short_video.mkv"
+    with av.open(str(p), "w") as c:
+        v = c.add_stream("mpeg4", rate=10)
+        v.width = v.height = 64
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout, a.format = "mono", "fltp"
+        for i in range(120):
+            if i < 40:
+                for pk in v.encode(av.VideoFrame.from_ndarray(np.full((64, 64, 3), 100, np.uint8), format="rgb24")):
+                    c.mux(pk)
+            f = av.AudioFrame.from_ndarray(np.full((1, 1600), 0.1, np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 16000, i * 1600
+            for pk in a.encode(f):
+                c.mux(pk)
+        for s in (v, a):
+            for pk in s.encode(None):
+                c.mux(pk)
+    ws = list(media.iter_windows(p, fps=5, window=2.0, hop=1.0))
+    assert ws[-1].end == pytest.approx(12.0, abs=0.2)
+    assert all(w.has_audio for w in ws)
+    assert [w.has_video for w in ws if w.start >= 4.2] and not any(w.has_video for w in ws if w.start >= 4.2)
+    ws = list(media.iter_windows(p, fps=5, window=0.3, hop=0.3))   # shorter than a frame interval: still none after 4 s
+    assert not any(w.has_video for w in ws if w.start >= 4.5) and all(w.has_video for w in ws if w.end < 3.8)
+
+
+@pytest.mark.parametrize("claimed", [10_000.0, 1e8])
+def test_lying_header_gets_windows_of_its_data_only(tmp_path, claimed):
+    """A 3-s Matroska file whose header claims 10,000 s (or 1e8 s: windows built up front took 3.5 GB)."""
+    p = claim_duration(interleaved_mkv(tmp_path / "short.mkv", seconds=3.0, size=(64, 48)), claimed)
+    assert media.probe(p)["duration"] == pytest.approx(claimed, rel=1e-3)
+    ws = media.iter_windows(p, fps=5, window=2.0, hop=1.0)
+    got = list(ws)
+    # 2-s windows up to where the data ends (3 s, and an end-aligned one for the audio's padding)
+    assert len(got) in (2, 3) and got[-1].end == pytest.approx(3.0, abs=0.15) and "ended early" in ws.warnings[0]
+    ws = media.iter_windows(p)   # auto: the 3 s decoded are one clip
+    assert len(list(ws)) == 1 and ws.warnings
+    assert media.window_count(claimed, 2.0, 1.0) == int(claimed) - 1   # the progress bar's count, not a list
+
+
+def test_wav_header_claiming_more_data(tmp_path):
+    p = wav_claiming(tmp_path / "long.wav", 3.0, claimed_seconds=10_000)
+    ws = media.iter_windows(p, window=2.0, hop=1.0)
+    got = list(ws)
+    assert len(got) == 2 and got[-1].end <= 3.01 and all(w.has_audio for w in got)   # (FFmpeg clamps it to the file)
+
+
+def test_healthy_file_has_no_warning_and_keeps_its_windows(clip):
+    ws = media.iter_windows(clip, fps=16 / 3, window=3.0, hop=1.0)
+    got = list(ws)
+    assert ws.warnings == [] and [(w.start, w.end) for w in got] == [(0.0, 3.0)]
+
+
+@pytest.mark.parametrize("rate", [1, 1000, 2_000_000])
+def test_absurd_sample_rate_is_refused(tmp_path, rate):
+    p = wav_claiming(tmp_path / "rate.wav", 1.0, rate=rate)
+    with pytest.raises(EmoliteError, match=f"sample rate of {rate} Hz is outside 4000-768000"):
+        list(media.iter_windows(p))
+
+
+def _jpeg_declaring(path, w: int, h: int):
+    """A small real JPEG whose SOF header is patched to declare w×h (a 'pixel bomb')."""
+    import struct
+
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    i = data.index(b"\xff\xc0")
+    data[i + 5:i + 9] = struct.pack(">HH", h, w)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_pixel_bomb_image_is_refused_from_its_header(tmp_path):
+    p = _jpeg_declaring(tmp_path / "bomb.jpg", 16000, 16000)
+    assert p.stat().st_size < 1000
+    assert media.probe(p)["width"] == 16000          # described from the header, not decoded
+    with pytest.raises(EmoliteError, match="16000x16000 pixels is over the limit.*--max-pixels"):
+        media.iter_windows(p)
+    small = _jpeg_declaring(tmp_path / "ok.jpg", 16, 16)
+    with media.decode_limits(pixels=100), pytest.raises(EmoliteError, match="over the limit of 100"):
+        media.read_image(small)
+    with media.decode_limits(pixels=None):
+        assert media.read_image(small).shape == (16, 16, 3)
+
+
+def test_video_over_the_pixel_limit_is_refused_before_decoding(clip, monkeypatch):
+    converted = []
+    real = media._to_rgb
+    monkeypatch.setattr(media, "_to_rgb", lambda f, s: converted.append(1) or real(f, s))
+    with media.decode_limits(pixels=320 * 240 - 1), pytest.raises(EmoliteError, match="320x240 pixels"):
+        list(media.iter_windows(clip))
+    assert not converted
+
+
+def test_non_utf8_file_name_decodes(tmp_path, clip, face_png):
+    name = os.fsdecode(b"caf\xe9 clip.mp4")
+    p = tmp_path / name
+    p.write_bytes(clip.read_bytes())
+    (w,) = list(media.iter_windows(p))
+    assert w.has_video and w.has_audio
+    assert media.probe(p)["path"].endswith("caf\\xe9 clip.mp4")
+    img = tmp_path / os.fsdecode(b"\xff.png")
+    img.write_bytes(face_png.read_bytes())
+    assert media.read_image(img).ndim == 3
+    with pytest.raises(EmoliteError) as e:
+        media.probe(tmp_path / os.fsdecode(b"gone\xe9.mp4"))
+    str(e.value).encode("utf-8")   # printable: no surrogate left in the message

@@ -86,7 +86,7 @@ def test_modality_dropout_keeps_one():
 @pytest.mark.parametrize("name", ["audio", "face", "context"])
 def test_single_modality_models(name):
     m = build_model(name, 3, **TINY).eval()
-    assert list(m.encoders) == [name] and m.cfg["modalities"] == [name]
+    assert list(m.encoders) == [name] and m.cfg.modalities == (name,) and m.cfg.modality_dropout == 0.0
     x = example_batch(2, 2, 0.5)
     with torch.no_grad():
         assert m(x).shape == (2, 3)
@@ -148,6 +148,7 @@ def test_checkpoint_roundtrip(tmp_path):
     assert not list((tmp_path / "sub").glob(".tmp-*"))
     m2, meta = models.load_checkpoint(p)
     assert meta["classes"] == ["a", "b", "c", "d"] and meta["x"] == 1.5 and meta["model"]["fusion"] == "concat"
+    assert m2.cfg == m.cfg and meta["model"]["face"] == {"dim": 32, "width": 8, "hidden": TINY["hidden"]}
     x = example_batch(2, 2, 0.5)
     with torch.no_grad():
         torch.testing.assert_close(m(x), m2(x))
@@ -175,9 +176,6 @@ def test_band_norm_removes_level_and_old_configs_keep_batchnorm(tmp_path):
         torch.testing.assert_close(m({"audio": wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
                                    m({"audio": 3 * wav, "audio_mask": torch.ones(1, dtype=torch.bool)}),
                                    rtol=1e-3, atol=1e-3)
-    # a complete config saved before audio_norm existed builds the first release's BatchNorm
-    old = {k: v for k, v in models.model_config("audio").items() if k not in models.LEGACY_DEFAULTS}
-    assert isinstance(build_model(old, 3).encoders["audio"].norm, torch.nn.BatchNorm2d)
     with pytest.raises(EmoliteError, match="audio_norm"):
         build_model("audio", 3, audio_norm="nope")
 
@@ -212,3 +210,80 @@ def test_band_norm_ignores_zero_padding():
     naive = mel(torch.cat([a, torch.zeros(1, 32000)], 1))[:, None]   # what unmasked stats would see
     naive = (naive - naive.mean(-1, keepdim=True)) / naive.std(-1, keepdim=True)
     assert (alone[..., : n - 3] - naive[..., : n - 3]).abs().mean() > 0.3
+
+
+def test_typed_configs_round_trip_and_refuse_what_they_do_not_hold():
+    from dataclasses import replace
+
+    from emolite import arch
+    for cfg in (build_model("attention", 3, **TINY).cfg, build_model("audio", 3, audio_kind="1d").cfg,
+                build_model("face_cnn", 3).cfg,
+                arch.LateConfig(experts={"face": arch.FaceCNNConfig(), "audio": build_model("audio", 3).cfg},
+                                weights={"face": 0.3, "audio": 0.7}, temperatures={"face": 1.0, "audio": 2.0})):
+        d = arch.to_dict(cfg)
+        assert arch.from_dict(d) == cfg and arch.to_dict(arch.from_dict(d)) == d
+    audio = arch.to_dict(build_model("audio", 3).cfg)
+    assert set(audio) == {"name", "fusion", "audio", "fusion_dim", "dropout", "modality_dropout"}   # no face keys
+    assert set(arch.to_dict(arch.FaceCNNConfig())) == {"name", "width", "size", "dropout", "sharp_frac"}
+    for bad, words in [({**audio, "face_dim": 128}, "upgrade"), ({**audio, "colour": 1}, "does not use: colour"),
+                       ({k: v for k, v in audio.items() if k != "dropout"}, "lacks 'dropout'"),
+                       ({**audio, "fusion_dim": 10 ** 9}, "fusion_dim"), ({**audio, "dropout": "x"}, "dropout"),
+                       ({**audio, "name": "face"}, "does not describe"), ({"name": "nope"}, "unknown model kind"),
+                       ({"name": ["x"]}, "no kind name")]:
+        with pytest.raises(ValueError, match=words):
+            arch.from_dict(bad)
+        with pytest.raises(EmoliteError):
+            build_model(bad, 3)
+    assert replace(arch.NetConfig(), context=None).modalities == ("face", "audio")
+
+
+def test_the_shipped_checkpoint_holds_only_the_keys_its_experts_use():
+    from emolite.inference import DEFAULT_MODEL
+    meta = torch.load(DEFAULT_MODEL, weights_only=True)["meta"]["model"]
+    assert set(meta) == {"name", "experts", "weights", "temperatures", "per_frame"} and meta["name"] == "late"
+    face, voice = meta["experts"]["face"], meta["experts"]["audio"]
+    assert face == {"name": "face_cnn", "width": 24, "size": 48, "dropout": 0.3, "sharp_frac": 0.1}
+    assert "face" not in voice and "context" not in voice and voice["audio"]["norm"] == "band"
+
+
+def test_old_untyped_checkpoints_are_refused_and_converted_on_request(tmp_path):
+    from emolite.models.upgrade import upgrade_checkpoint
+    torch.manual_seed(0)
+    m = build_model("audio", 3, audio_norm="batch").eval()
+    p = models.save_checkpoint(tmp_path / "old.pt", m, {"classes": ["a", "b", "c"]})
+    ck = torch.load(p, weights_only=True)
+    # what a release before typed configs and before audio_norm wrote: the flat 18-key dict minus audio_norm
+    ck["meta"]["model"] = {k: v for k, v in {**arch_table(), "name": "audio", "modalities": ["audio"],
+                                               "modality_dropout": 0.0}.items() if k not in ("audio_norm", "audio_specaug")}
+    torch.save(ck, p)
+    with pytest.raises(EmoliteError, match="old.pt.*emolite.models.upgrade"):
+        models.load_checkpoint(p)
+    new, _ = models.load_checkpoint(upgrade_checkpoint(p, tmp_path / "new.pt"))
+    assert new.cfg.audio.norm == "batch" and isinstance(new.encoders["audio"].norm, torch.nn.BatchNorm2d)
+    x = example_batch(2, 2, 1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(new(x), m(x))
+
+
+def arch_table() -> dict:
+    from emolite.arch import TABLE_DEFAULTS
+    return dict(TABLE_DEFAULTS)
+
+
+def test_inputs_are_shape_checked_at_the_model_entry(tmp_path):
+    m = build_model("attention", 3, **TINY).eval()
+    x = example_batch(2, 3, 0.5)
+    for key, value, words in [("face", x["face"][:, 0], "face must be B×T×3×H×W"),
+                              ("audio", x["audio"][:, None], "audio must be B×S"),
+                              ("audio_mask", x["audio_mask"][:1], "audio_mask must be B=2"),
+                              ("context_mask", x["context_mask"][:, :2], "context_mask must be B×T")]:
+        with pytest.raises(AssertionError, match=words):
+            m({**x, key: value})
+    p = models.save_checkpoint(tmp_path / "m.pt", m, {"classes": ["a", "b", "c"]})
+    loaded, _ = models.load_checkpoint(p)   # knows its InputSpec's crop sides (112 / 112 by default)
+    loaded(example_batch(1, 2, 0.5))
+    with pytest.raises(AssertionError, match="face crops must be 112×112"):
+        loaded(example_batch(1, 2, 0.5, size=64))
+    late = build_model(models.arch.LateConfig(experts={"face": models.arch.FaceCNNConfig()}), 3).eval()
+    with pytest.raises(AssertionError, match="face must be"):
+        late({"face": torch.zeros(1, 3, 48, 48), "face_mask": torch.ones(1, 3, dtype=torch.bool)})

@@ -119,6 +119,15 @@ def test_mouth_motion_and_speaker_rule(face, detector):
     assert speaker({1: None, 2: None}, voiced=True) is None
 
 
+def test_the_voice_goes_to_the_speaker_or_stands_alone():
+    from emolite.people import give_voice
+
+    assert give_voice({1: 0.05, 2: 0.001}, True) == (1, False)      # the speaker gets it, no row of its own
+    assert give_voice({1: 0.05, 2: 0.045}, True) == (None, True)    # cannot tell: the voice's own row
+    assert give_voice({}, True) == (None, True)                     # nobody on screen
+    assert give_voice({1: 0.05}, False) == (None, False)            # no voice: nothing to give
+
+
 @pytest.fixture(scope="module")
 def scene_clip(face, tmp_path_factory):
     path = tmp_path_factory.mktemp("people") / "three.mp4"

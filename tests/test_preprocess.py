@@ -192,3 +192,25 @@ def test_meld_and_cremad_layout_trees(tmp_path, clips):
     rows = [r for r in cache.read_index(s["cache"]) if r["dataset"] == "cremad"]
     speakers = {sp: {r["split"] for r in rows if r["speaker"] == sp} for sp in {r["speaker"] for r in rows}}
     assert all(len(v) == 1 for v in speakers.values())  # speaker-independent splits survive caching
+
+
+def test_killed_parent_leaves_quiet_workers(tmp_path):
+    """kill -9 of the parent of `preprocess --workers 2`: the orphaned workers exit without a
+    BrokenPipeError traceback (they used to finish their item and fail to send it)."""
+    src = tmp_path / "src"
+    for i in range(8):
+        make_clip(src / f"c{i}.mp4", seconds=3.0, width=320, height=240)
+    out = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "emolite", "preprocess", str(src), "-o", str(out), "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/entries/*.npz")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)    # the parent only: its workers are orphaned
+    try:
+        _, err = proc.communicate(timeout=90)   # EOF once every worker has exited
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert list(out.glob("*/entries/*.npz"))
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode(errors="replace")

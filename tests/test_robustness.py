@@ -129,13 +129,13 @@ def _ckpt(tmp_path, name, model_name="attention", n=3, classes=("a", "b", "c"), 
     return p
 
 
-def _onnx(tmp_path, name, meta: str | None, outputs: int = 3) -> Path:
+def _onnx(tmp_path, name, meta: str | None, outputs: int = 3, audio_dims=("b", "s")) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
     probs = helper.make_node("Constant", [], ["probs"], value=helper.make_tensor(
         "v", TensorProto.FLOAT, [1, outputs], [1.0 / outputs] * outputs))
-    graph = helper.make_graph([probs], "g", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["b", "s"])],
+    graph = helper.make_graph([probs], "g", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, list(audio_dims))],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, outputs])])
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -155,18 +155,22 @@ def _onnx(tmp_path, name, meta: str | None, outputs: int = 3) -> Path:
     ("onnx_no_classes", ["class names", "emolite export"]),
     ("onnx_wrong_classes", ["3 outputs for 7 class names"]),
     ("onnx_wrong_inputs", ["does not take the inputs"]),
+    ("onnx_bad_record", ["damaged input record", "frames=-3"]),
 ])
 def test_model_file_faults_are_one_line_at_load(case, words, tmp_path, clip, capsys):
     seven = ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
     path = {
         "class_count": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "num_classes": 7, "classes": seven}),
-        "architecture": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "model": {**m["model"], "name": "audio"}}),
+        "architecture": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {
+            **m, "model": {**m["model"], "face": {**m["model"]["face"], "width": 12}}}),
         "meta_list": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: [m]),
         "classes_not_names": lambda: _ckpt(tmp_path, "m.pt", meta_over=lambda m: {**m, "classes": {"a": 1}}),
         "onnx_bad_json": lambda: _onnx(tmp_path, "m.onnx", "{not json"),
         "onnx_no_classes": lambda: _onnx(tmp_path, "m.onnx", "{}"),
         "onnx_wrong_classes": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": seven})),
-        "onnx_wrong_inputs": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"], "preprocess": {"frames": -3}})),
+        "onnx_wrong_inputs": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"]}),
+                                           audio_dims=("b", "s", "x")),
+        "onnx_bad_record": lambda: _onnx(tmp_path, "m.onnx", json.dumps({"classes": ["a", "b", "c"], "preprocess": {"frames": -3}})),
     }[case]()
     with pytest.raises(EmoliteError) as e:
         load_model(path)
@@ -350,3 +354,157 @@ def test_concurrent_preprocess_runs_claim_entries(tmp_path, audio_only):
         assert preprocess.process_item(item, str(cdir), cfg)["status"] == "done"
     with cache.run_lock(cdir) as alone:   # alone again: the stray temp file is cleaned
         assert alone and not stray.exists()
+
+
+# ---------------------------------------------------------------- issue 24: nothing invented, nothing exhausted
+
+
+def test_truncated_file_answers_only_what_it_holds(tmp_path, checkpoint, capsys):
+    """60-s interleaved Matroska cut at 25 %: no row past the decoded data claims a face or a
+    label, and the result and the CLI say the file ended early."""
+    from test_media import interleaved_mkv
+
+    full = interleaved_mkv(tmp_path / "full.mkv", size=(160, 120))
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) // 4])
+    r = load_model(checkpoint).analyze(cut)
+    assert r.windows[-1].end < 20 and len(r.windows) < 20          # not 59 windows to 60 s
+    assert any(w.face_found for w in r.windows) and "ended early" in r.warnings[0]
+    assert main(["analyze", str(cut), "--model", str(checkpoint), "-o", str(tmp_path / "o")]) == 0
+    assert "[the file ended early" in capsys.readouterr().out
+    rec = json.loads((tmp_path / "o" / "emotions.jsonl").read_text())
+    assert "ended early" in rec["warnings"][0]
+
+
+def test_lying_header_is_analysed_in_bounded_memory(tmp_path, checkpoint):
+    """A tiny file claiming 1e8 s: the rows of its 3 s (the windows of the claim took 3.5 GB)."""
+    from test_media import claim_duration, interleaved_mkv
+
+    p = claim_duration(interleaved_mkv(tmp_path / "liar.mkv", seconds=3.0, size=(64, 48)), 1e8)
+    code = ("import resource, sys; from emolite.inference import load_model; "
+            f"r = load_model({str(checkpoint)!r}).analyze({str(p)!r}, progress=True); "
+            "print(len(r.windows), r.warnings[0][:30], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    n, *_, rss_kb = out.stdout.split()
+    assert int(n) <= 3 and "ended early" in out.stdout and int(rss_kb) < 1_500_000
+
+
+def test_pixel_bomb_is_one_line_and_the_limit_can_be_raised(tmp_path, capsys, checkpoint):
+    from test_media import _jpeg_declaring
+
+    bomb = _jpeg_declaring(tmp_path / "bomb.jpg", 16000, 16000)
+    one_line_error(capsys, main(["info", str(bomb)]), 1, "16000x16000 pixels is over the limit", "--max-pixels")
+    assert main(["info", str(bomb), "--no-faces", "--json"]) == 0          # described from the header
+    assert json.loads(capsys.readouterr().out)["width"] == 16000
+    assert main(["analyze", str(bomb), "-q", "--model", str(checkpoint)]) == 2
+    out = capsys.readouterr().out
+    assert "over the limit" in out and "Traceback" not in out
+    small = _jpeg_declaring(tmp_path / "small.jpg", 100, 100)
+    assert main(["analyze", str(small), "-q", "--model", str(checkpoint), "--max-pixels", "5000"]) == 2
+    assert "100x100 pixels is over the limit of 5000" in capsys.readouterr().out
+    one_line_error(capsys, main(["analyze", str(small), "--max-pixels", "-3"]), 2, "--max-pixels")
+    s = preprocess.run("files", small, tmp_path / "c", workers=1, progress=False, max_pixels=5000, detector="none")
+    assert s["failed"] == 1 and "over the limit of 5000" in s["problems"][0]["reason"]
+
+
+@pytest.mark.parametrize("bad", [b"[1,2]", b'{"x":1}', b"\xff\xfe not utf-8", b'{"path": null}', b"42", b'"str"'])
+def test_resume_skips_a_broken_record_line_with_one_warning(bad, tmp_path, audio_only, checkpoint):
+    out = tmp_path / "out"
+    model = load_model(checkpoint)
+    analyze.run([str(audio_only)], model, out=str(out), progress=False, quiet=True, print_fn=lambda *_: None)
+    record = out / "emotions.jsonl"
+    record.write_bytes(bad + b"\n" + record.read_bytes())
+    lines: list[str] = []
+    s = analyze.run([str(audio_only)], model, out=str(out), progress=False, print_fn=lines.append, resume=True)
+    assert s["analyzed"] == 1 and not s["failed"]
+    warnings = [x for x in lines if x.startswith("warning:")]
+    assert len(warnings) == 1 and "skipped 1 line" in warnings[0]
+    assert any("finished in the earlier run" in x for x in lines)
+
+
+def test_resume_cuts_a_torn_last_line(tmp_path, audio_only, clip, checkpoint):
+    """A kill mid-write leaves a last line without its newline: the next record must not be
+    glued onto it (and lost)."""
+    out = tmp_path / "out"
+    model = load_model(checkpoint)
+    analyze.run([str(audio_only)], model, out=str(out), progress=False, quiet=True, print_fn=lambda *_: None)
+    record = out / "emotions.jsonl"
+    whole = record.read_bytes()
+    record.write_bytes(whole + whole[: len(whole) // 2])     # a second record, torn
+    lines: list[str] = []
+    s = analyze.run([str(audio_only), str(clip)], model, out=str(out), progress=False, quiet=True,
+                    print_fn=lines.append, resume=True)
+    assert s["analyzed"] == 2 and any("cut short" in x for x in lines)
+    recs = [json.loads(x) for x in record.read_text().splitlines()]
+    assert [Path(r["path"]).name for r in recs] == [audio_only.name, clip.name]
+    s = analyze.run([str(audio_only), str(clip)], model, out=str(out), progress=False, quiet=True,
+                    print_fn=lines.append, resume=True)
+    assert len(s["results"]) == 2 and len(record.read_text().splitlines()) == 2   # both kept, none redone
+
+
+def test_non_utf8_name_is_analysed_and_escaped_in_every_output(tmp_path, audio_only, checkpoint, capsys):
+    import csv
+
+    d = tmp_path / "in"
+    d.mkdir()
+    f = d / os.fsdecode(b"voix-\xe9t\xe9.wav")
+    f.write_bytes(audio_only.read_bytes())
+    out = tmp_path / "out"
+    code = main(["analyze", str(d), "--model", str(checkpoint), "-o", str(out), "--plot"])
+    printed = capsys.readouterr()
+    assert code == 0, printed
+    shown = str(d / "voix-\\xe9t\\xe9.wav")
+    assert shown in printed.out
+    rows = list(csv.DictReader(open(out / "emotions.csv", encoding="utf-8")))
+    assert rows and {r["file"] for r in rows} == {shown}
+    assert json.loads((out / "emotions.json").read_text(encoding="utf-8"))["results"][0]["path"] == shown
+    assert (out / (f.name + ".png")).exists()
+    lines: list[str] = []
+    s = analyze.run([str(d)], load_model(checkpoint), out=str(out), progress=False, print_fn=lines.append, resume=True)
+    assert s["analyzed"] == 1 and any("finished in the earlier run" in x for x in lines)   # resume knows it
+
+
+def test_a_file_named_three_times_is_analysed_once(tmp_path, audio_only, monkeypatch):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.wav").write_bytes(audio_only.read_bytes())
+    monkeypatch.chdir(d)
+    files, problems = analyze.expand_inputs(["a.wav", "a.wav", "./a.wav", str(d), str(d / "a.wav")])
+    assert files == [Path("a.wav")] and not problems
+
+
+def test_outputs_honour_the_umask(tmp_path, clip, audio_only, checkpoint):
+    """Under umask 022 every file analyze, preprocess and export write is 0644 (mkstemp made
+    the atomically written ones 0600), so a shared results folder or cache stays readable."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        analyze.run([str(clip)], load_model(checkpoint), out=str(out), plot=True, progress=False, quiet=True,
+                    print_fn=lambda *_: None)
+        s = preprocess.run("files", audio_only, tmp_path / "c", workers=1, progress=False, detector="none")
+        fsio.atomic_write_text(tmp_path / "x" / "m.onnx", "model")   # export's writer
+        files = [*out.iterdir(), *Path(s["cache"]).rglob("*"), tmp_path / "x" / "m.onnx"]
+        files = [p for p in files if p.is_file() and p.name != cache.LOCK]
+        assert {p.suffix for p in files} >= {".csv", ".json", ".jsonl", ".png", ".npz"}
+        assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}, \
+            [(p.name, oct(p.stat().st_mode & 0o777)) for p in files]
+        os.umask(0o077)
+        fsio.atomic_write_text(tmp_path / "private.json", "{}")
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_temp_files_a_killed_plot_left_are_cleaned(tmp_path, audio_only, checkpoint):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".tmp-k1lled0x.png", out / ".tmp-0123456789abcdef.json"]
+    for p in stale:
+        p.write_bytes(b"half")
+    mine = out / ".tmp-notes.txt"   # not a kind analyze writes: left alone
+    mine.write_text("x")
+    analyze.run([str(audio_only)], load_model(checkpoint), out=str(out), progress=False, quiet=True,
+                print_fn=lambda *_: None, resume=True)
+    assert not any(p.exists() for p in stale) and mine.exists()

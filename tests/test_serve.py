@@ -99,7 +99,9 @@ def test_live_prediction_tracks_the_face(client, model):
         ws.send_bytes(pcm_msg(1.0))
         det = model.detector
         for i in range(S.MODEL_EVERY + 1):
-            t = 1234.5 + i
+            t = 1234.5 + 200 * i          # captured at 5 fps (the frames are drawn at i / 5 s)
+            if i:   # audio streams on, as from a page (a slow first model run must not leave it stale)
+                ws.send_bytes(pcm_msg(0.25))
             ws.send_bytes(frame_msg(i, t=t))
             m = box.next("prediction")
             assert m["frame_id"] == i and m["t"] == t and m["frame_size"] == [320, 240] and m["has_audio"]
@@ -128,7 +130,7 @@ def test_live_prediction_tracks_the_face(client, model):
         m = box.next("prediction")
         x1, y1, x2, y2 = m["face_box"]
         assert m["frame_size"] == [1280, 720] and 100 < x2 - x1 and x2 <= 1280 and y2 <= 720
-        ws.send_text('{"type": "predict", "id": 77, "t": 5}')  # no camera: from the voice alone
+        ws.send_text('{"type": "audio_only", "id": 77, "t": 5}')  # no camera: from the voice alone
         m = box.next("prediction")
         assert m["frame_id"] == 77 and m["face_box"] is None and m["frame_size"] is None and m["has_audio"]
         lab = box.next("label")
@@ -235,7 +237,9 @@ HOSTILE = {
     "bad JSON": ("{oops", "not valid JSON"),
     "JSON not an object": ("[1, 2]", "must be an object"),
     "unknown JSON type": ('{"type": "launch"}', "unknown message type"),
-    "bad predict": ('{"type": "predict", "id": "x"}', "integer"),
+    "bad audio_only": ('{"type": "audio_only", "id": "x"}', "integer"),
+    "huge integer": ('{"type": "ping", "t": ' + "7" * 5000 + "}", "too many digits"),
+    "huge id": ('{"type": "audio_only", "id": ' + "7" * 4000 + "}", "integer"),
     "huge payload": (b"\x01" + bytes(P.MAX_MESSAGE), "over the limit"),
     "garbage frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + GARBAGE, "not a JPEG or PNG"),
     "text as a frame": (b"\x01" + struct.pack("<Id", 1, 0.0) + b"this is not an image, honest", "not a JPEG or PNG"),
@@ -247,7 +251,7 @@ HOSTILE = {
     "ragged float32 PCM": (b"\x03" + bytes(6), "whole number of float32"),
     "NaN float32 PCM": (b"\x03" + np.array([0.1, np.nan], "<f4").tobytes(), "NaN"),
     "too long PCM": (b"\x02" + bytes(2 * (P.MAX_AUDIO_CHUNK + 1)), "too long"),
-    "predict with nothing yet": ('{"type": "predict", "id": 3, "t": 1}', "nothing to predict"),
+    "audio_only with nothing yet": ('{"type": "audio_only", "id": 3, "t": 1}', "nothing to predict"),
 }
 
 
@@ -304,23 +308,27 @@ def test_upload_returns_the_analyze_timeline_and_plot(client, clip):
     r = client.post("/analyze", files={"file": (clip.name, clip.read_bytes(), "video/mp4")})
     assert r.status_code == 200, r.text
     j = r.json()
-    assert j["file"] == clip.name and [(w["start"], w["end"]) for w in j["rows"]] == [(0.0, 2.0), (1.0, 3.0)]
-    assert all(w["face_found"] and w["face_box"] for w in j["rows"]) and "p_anger" in j["rows"][0]
+    assert j["file"] == clip.name and [(w["start"], w["end"]) for w in j["windows"]] == [(0.0, 2.0), (1.0, 3.0)]
+    assert all(w["face_found"] and w["face_box"] for w in j["windows"]) and "p_anger" in j["windows"][0]
+    assert "rows" not in j   # one name for the same rows in both responses
     png = base64.b64decode(j["plot_png"].split(",", 1)[1])
     assert j["plot_png"].startswith("data:image/png;base64,") and png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_predict_for_programs(client, face_png, audio_only):
-    j = client.post("/predict", files={"file": ("me.png", face_png.read_bytes())}).json()
+def test_classify_for_programs(client, face_png, audio_only, clip):
+    j = client.post("/classify", files={"file": ("me.png", face_png.read_bytes())}).json()
     assert j["face_box"] is not None and j["modalities"] == {"video": True, "audio": False}
     assert j["label"] == max(j["probs"], key=j["probs"].get)
-    j = client.post("/predict", files={"file": ("voice.wav", audio_only.read_bytes())}).json()
+    j = client.post("/classify", files={"file": ("voice.wav", audio_only.read_bytes())}).json()
     assert j["face_box"] is None and j["modalities"] == {"video": False, "audio": True}
+    j = client.post("/classify", files={"file": (clip.name, clip.read_bytes())}).json()
+    old = client.post("/predict", files={"file": (clip.name, clip.read_bytes())}).json()   # its former name
+    assert [w["start"] for w in j["windows"]] == [0.0, 1.0] and old["windows"] == j["windows"]
 
 
 def test_bad_uploads_are_refused(model, client, bad_files, clip):
     def post(c, name, data):
-        return c.post("/predict", files={"file": (name, data)})
+        return c.post("/classify", files={"file": (name, data)})
 
     assert post(client, "notes.txt", b"hello").status_code == 415
     assert post(client, "pic.bmp", b"BM....").status_code == 415
@@ -365,7 +373,7 @@ def test_served_with_the_models_own_input_settings(model, monkeypatch):
         ws.send_bytes(pcm_msg(1.0))
         ws.send_bytes(frame_msg(0))
         assert Inbox(ws).next("label")["face_found"]
-    assert crops[0] == (64, 80, 0.4, True, 4.0)
+    assert crops[0] == (64, 80, 0.4, True, 6 / 2.5)     # frames on the model's grid: T per window
     assert shapes[0]["face"] == (1, 6, 3, 64, 64) and shapes[0]["context"] == (1, 6, 3, 80, 80)
     assert shapes[0]["audio"] == (1, 3 * P.SAMPLE_RATE)
 
@@ -437,3 +445,79 @@ def test_max_people_reaches_the_session_and_hello(model):
             assert hello(ws)["limits"]["max_people"] == 2
             (session,) = c.app.state.server.sessions.values()
             assert session.people.max_people == 2 and session.people.tracker.max_people == 2
+
+
+# ---------------------------------------------------------------- slots (issue 24)
+
+
+def test_one_address_cannot_take_every_session_slot(model):
+    app = create_app(model, S.Limits(max_sessions=16, max_sessions_per_address=2))
+    with TestClient(app, base_url=LOCAL) as c:   # TestClient's address: "testclient"
+        with c.websocket_connect("/ws", headers=host()) as a, c.websocket_connect("/ws", headers=host()) as b:
+            hello(a), hello(b)
+            with c.websocket_connect("/ws", headers=host()) as third:
+                m = third.receive_json()
+                assert m["type"] == "error" and "2 sessions from your address" in m["message"]
+                with pytest.raises(WebSocketDisconnect) as e:
+                    third.receive_json()
+                assert e.value.code == 1013
+            other = TestClient(app, base_url=LOCAL, client=("10.0.0.7", 40000))   # another address: served
+            with other.websocket_connect("/ws", headers=host()) as ws:
+                hello(ws)
+                ws.send_text('{"type": "ping", "t": 1}')
+                assert ws.receive_json()["type"] == "pong"
+        with c.websocket_connect("/ws", headers=host()) as ws:   # its slots come back when it closes
+            hello(ws)
+
+
+def test_pings_alone_do_not_keep_a_session(model):
+    idle = 0.6
+    with TestClient(create_app(model, S.Limits(idle_timeout=idle)), base_url=LOCAL) as c:
+        with c.websocket_connect("/ws", headers=host()) as ws:   # audio keeps a session, pings answered meanwhile
+            hello(ws)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 2.5 * idle:
+                ws.send_bytes(pcm_msg(0.1))
+                ws.send_text('{"type": "ping", "t": 0}')
+                assert ws.receive_json()["type"] == "pong"
+                time.sleep(idle / 5)
+        with c.websocket_connect("/ws", headers=host()) as ws:   # one ping every idle/5 s and nothing else
+            hello(ws)
+            t0, got = time.perf_counter(), []
+            while time.perf_counter() - t0 < 6 * idle:
+                ws.send_text('{"type": "ping", "t": 0}')
+                got.append(ws.receive_json())
+                if got[-1]["type"] != "pong":
+                    break
+                time.sleep(idle / 5)
+            assert got[-1]["type"] == "error" and "pings do not count" in got[-1]["message"], got[-3:]
+            assert len(got) > 3 and time.perf_counter() - t0 < 4 * idle
+            with pytest.raises(WebSocketDisconnect) as e:
+                ws.receive_json()
+            assert e.value.code == 1001
+
+
+# ---------------------------------------------------------------- the address (issue 24)
+
+
+def test_unknown_host_is_one_line_before_anything_else(monkeypatch, capsys):
+    from emolite import cli, inference
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the address was checked")
+
+    monkeypatch.setattr(inference, "load_model", no_model)
+    assert cli.main(["serve", "--host", "nonexistent.invalid", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nonexistent.invalid" in err and "127.0.0.1" in err and "open" not in err
+
+
+def test_port_0_prints_the_port_actually_bound(checkpoint, monkeypatch, capsys):
+    import uvicorn
+
+    bound = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: bound.extend(
+        s.getsockname()[1] for s in sockets or ()))
+    S.serve(str(checkpoint), host="127.0.0.1", port=0)
+    err = capsys.readouterr().err
+    assert len(bound) == 1 and bound[0] != 0 and f"open http://localhost:{bound[0]}/ in a browser" in err

@@ -17,6 +17,7 @@ from emolite import demo
 from emolite.errors import EmoliteError
 from emolite.faces import Face
 from emolite.serve import protocol as P
+from emolite.grid import frame_key
 from emolite.serve import session as S
 from emolite.serve.follow import FaceFollower, follow_faces
 from emolite.spec import InputSpec
@@ -49,7 +50,8 @@ def session(detector=None, settings=SETTINGS, **kw) -> S.Session:
 
 
 def job(i: int, image: bytes | None, received: float, size=(320, 240)) -> S.Job:
-    return S.Job(i, 1000.0 + i, image, size if image is not None else (0, 0), received)
+    """A frame captured (client clock) and received at `received` s."""
+    return S.Job(i, 1000.0 * received, image, size if image is not None else (0, 0), received)
 
 
 # ---------------------------------------------------------------- protocol
@@ -98,13 +100,32 @@ def test_audio_chunk_limit_is_a_limit():
 
 def test_parse_text():
     assert P.parse_text('{"type": "ping", "t": [1]}') == P.Ping([1])
-    assert P.parse_text('{"type": "predict", "id": 4, "t": 2}') == P.PredictMsg(4, 2.0)
-    assert P.parse_text('{"type": "predict"}') == P.PredictMsg(0, 0.0)
+    assert P.parse_text('{"type": "audio_only", "id": 4, "t": 2}') == P.AudioOnlyMsg(4, 2.0)
+    assert P.parse_text('{"type": "audio_only"}') == P.AudioOnlyMsg(0, 0.0)
+    assert P.parse_text('{"type": "predict", "id": 4, "t": 2}') == P.AudioOnlyMsg(4, 2.0)   # its former name
     for text, expect in [("{oops", "not valid JSON"), ("[1]", "must be an object"), ("[" * 100000, "JSON"),
                          ('{"type": "launch"}', "unknown message type 'launch'"),
-                         ('{"type": "predict", "id": 1.5}', "integer"), ('{"type": "predict", "t": NaN}', "number")]:
+                         ('{"type": "audio_only", "id": 1.5}', "integer"), ('{"type": "audio_only", "t": NaN}', "number"),
+                         ('{"type": "audio_only", "id": true}', "integer"), ('{"type": "audio_only", "id": -1}', "integer")]:
         with pytest.raises(P.BadInput, match=expect):
             P.parse_text(text)
+
+
+HUGE = "1" * 5000   # over Python's int-parsing limit of 4300 digits: json.loads raises a plain ValueError
+
+
+@pytest.mark.parametrize("text", [f'{{"type": "ping", "t": {HUGE}}}', f'{{"type": "audio_only", "id": {HUGE}}}',
+                                  f'[{HUGE}]', f'{{"type": {HUGE}}}'], ids=["ping t", "id", "array", "type"])
+def test_huge_integers_are_bad_input(text):
+    with pytest.raises(P.BadInput, match="too many digits"):
+        P.parse_text(text)
+
+
+@pytest.mark.parametrize("field", ["id", "t"])
+def test_integers_too_large_for_an_id_or_a_time_are_bad_input(field):
+    big = "9" * 400   # parses, but is no u32 id and overflows a float
+    with pytest.raises(P.BadInput, match="audio_only needs"):
+        P.parse_text(f'{{"type": "audio_only", "{field}": {big}}}')
 
 
 def test_size_limit_comes_before_parsing():
@@ -140,7 +161,7 @@ def test_live_settings_come_from_the_model():
     spec = InputSpec(face_size=64, context_size=96, margin=0.4, align=True, fps=4.0, window_seconds=3.0)
     model = SimpleNamespace(spec=spec, modalities=["face", "audio"])
     s = S.live_settings(model)
-    assert s.spec is spec and (s.fps, s.window, s.window_samples) == (4.0, 3.0, 3 * SR)
+    assert s.spec is spec and (s.rate, s.window, s.window_samples) == (8 / 3.0, 3.0, 3 * SR)   # T per window
     assert s.use_video and s.use_audio and not S.LiveSettings(spec, ("audio",)).use_video
     model.spec = spec.replace(sample_rate=8000)
     with pytest.raises(EmoliteError, match="8000 Hz"):
@@ -207,20 +228,33 @@ def test_audio_window_is_recent_and_bounded():
     assert s.audio_window(39 * 0.25 + SETTINGS.window + S.AUDIO_GRACE + 0.01).size == 0  # a muted mic drops out
 
 
-def test_frame_window_follows_arrival_time_and_resets_on_a_new_size():
+def test_frame_window_is_the_models_grid_and_resets_on_a_new_size():
     s = session(max_fps=10.0)
-    assert s.frames.maxlen == 20
-    frame = np.zeros((24, 32, 3), np.uint8)
-    for i in range(30):                       # 10 frames per second for 3 s
-        s.add_frame(frame, i * 0.1)
-    arrivals = [a for a, _, _ in s.frames]
-    assert arrivals[-1] - arrivals[0] <= SETTINGS.window and len(s.frames) == 20
-    assert s.frame_rate() == pytest.approx(10.0)
+    frames = [np.full((24, 32, 3), i, np.uint8) for i in range(30)]
+    for i, f in enumerate(frames):            # 10 frames per second for 3 s
+        s.add_frame(f, i * 0.1)
+    # the model's grid: T = 8 frames per 2-s window (4 per second), each the first frame at or
+    # after its time less half a step, as media samples a file
+    times = [g for g, _ in s.frames]
+    assert times == pytest.approx([1.25 + k / 4 for k in range(8)]) and SETTINGS.rate == 4.0
+    assert [int(f[0, 0, 0]) for _, f in s.frames] == [12, 14, 17, 19, 22, 24, 27, 29]
     s.memo[1.0], s.prev_box = ([], None), BOX
     s.label = {"label": "joy", "people": [P.person(1, [0, 0, 9, 9], None, False)], "main_person": 1}
     s.add_frame(np.zeros((48, 64, 3), np.uint8), 3.0)   # the client changed resolution
-    assert len(s.frames) == 1 and not s.memo and s.prev_box is None and s.frame_rate() == SETTINGS.fps
+    assert len(s.frames) == 1 and not s.memo and s.prev_box is None
     assert s.label == {"label": "joy", "people": [], "main_person": None}   # person ids start again
+
+
+def test_a_slow_client_repeats_its_frame_and_a_pause_or_a_clock_reset_is_bounded():
+    s = session()
+    s.add_frame(np.zeros((24, 32, 3), np.uint8), 0.0)
+    s.add_frame(np.ones((24, 32, 3), np.uint8), 1.0)          # 1 fps: frame 2 fills 4 grid times
+    assert [g for g, _ in s.frames] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0]) \
+        and [int(f[0, 0, 0]) for _, f in s.frames] == [0, 1, 1, 1, 1]
+    s.add_frame(np.ones((24, 32, 3), np.uint8), 1e9)           # an hour-long pause: one window, not 4e9 samples
+    assert len(s.frames) == SETTINGS.spec.frames
+    j = S.Job(9, 5.0, jpeg(32, 24), (32, 24), 7.0)            # the client's clock went back: a new window
+    assert s.frame_time(j) == 0.005 and not s.frames
 
 
 def test_nothing_to_predict_and_audio_only_windows():
@@ -231,7 +265,7 @@ def test_nothing_to_predict_and_audio_only_windows():
     w = s.window(False, np.ones(100, np.float32))    # a predict request: the audio alone
     assert not w.has_video and w.has_audio
     w = s.window(True, np.zeros(0, np.float32))
-    assert w.has_video and not w.has_audio and w.times.tolist() == [1 / SETTINGS.fps]
+    assert w.has_video and not w.has_audio and w.times.tolist() == [0.0]
     video_only = dataclasses.replace(SETTINGS, modalities=("face",))   # audio is ignored
     with pytest.raises(P.BadInput, match="nothing to predict"):
         session(settings=video_only).window(False, np.ones(10, np.float32))
@@ -244,19 +278,19 @@ def test_process_answers_with_the_box_in_client_pixels():
     det = fixed_detector()
     s = session(det)
     out, work = s.process(job(0, jpeg(1280, 720), 0.0, (1280, 720)), np.zeros(0, np.float32))
-    feats, fps = work.feats, work.fps
-    assert out["type"] == "prediction" and out["frame_id"] == 0 and out["t"] == 1000.0
+    feats = work.feats
+    assert out["type"] == "prediction" and out["frame_id"] == 0 and out["t"] == 0.0
     assert out["frame_size"] == [1280, 720] and det.calls == [(360, 640, 3)]  # downscaled to max_side
     assert out["face_box"] == [200.0, 120.0, 400.0, 360.0]                      # back in the client's pixels
     assert out["label"] is None and out["label_frame_id"] is None and out["dropped"] == 0
     assert out["people"] == [] and out["voice_alone"] is None   # a face is a person from its 2nd detection
     assert set(out["timings"]) == {"queue_ms", "decode_ms", "detect_ms", "model_ms"} and not out["has_audio"]
     assert feats.face.shape == (1, 48, 48, 3) and feats.context.shape == (1, 32, 32, 3)  # the model's sizes
-    assert feats.face_mask.all() and fps == SETTINGS.fps
+    assert feats.face_mask.all() and feats.step == 1 / SETTINGS.rate and feats.times.tolist() == [0.0]
     s.set_label(SimpleNamespace(label="joy", confidence=0.61234, probs={"joy": 0.61234, "sad": 0.38766}), 0, 12.34)
     out, work = s.process(job(1, None, 0.2), np.ones(SR, np.float32) * 0.1)
     assert out["face_box"] is None and out["frame_size"] is None and out["has_audio"] and out["people"] == []
-    assert work.crowd is None and work.fps is None
+    assert work.crowd is None
     assert (out["label"], out["confidence"], out["label_frame_id"], out["timings"]["model_ms"]) == ("joy", 0.6123, 0, 12.3)
     assert s.stats["labels"] == 1
 
@@ -266,7 +300,7 @@ def test_memo_holds_only_the_window():
     for i in range(25):
         s.process(job(i, jpeg(160, 120, i / 5), i * 0.2, (160, 120)), np.zeros(0, np.float32))
     keys = sorted(s.memo)
-    assert len(keys) == len(s.frames) and keys == [S.memo_key(q / SETTINGS.fps) for _, q, _ in s.frames]
+    assert len(keys) == len(s.frames) and keys == [frame_key(g) for g, _ in s.frames]
 
 
 def test_box_jumps_with_the_face():
@@ -285,12 +319,20 @@ def test_box_jumps_with_the_face():
     assert out["face_box"] == [float(v) for v in boxes[-1]]
 
 
-def test_detector_runs_every_kth_frame_and_boxes_follow_between():
+def test_detector_runs_on_the_grid_and_every_kth_shown_frame_and_boxes_follow_between():
     det = fixed_detector()
-    s = session(det, detect_every=3)
+    s = session(det, detect_every=3, max_people=1)
     for i in range(6):
         s.process(job(i, jpeg(320, 240, 0.0), i * 0.2), np.zeros(0, np.float32))
-    assert len(det.calls) == 3 and s.detect.calls == 6   # calls 1, 3 and 6 detect; the others follow
+    # the grid (4 per second) takes frames 0, 1, 2, 3 and 5; analyze's rule detects on every 2nd
+    # grid sample (frames 0, 2, 5), shared with the box shown; the follower moves the box on the
+    # others and detects on its own 3rd call (frame 4): one detector run per frame at most
+    assert [g for g, _ in s.frames] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert len(det.calls) == 4 and s.detect.calls == 3
+    s = session(fixed_detector(), detect_every=3)     # tracking every person: every grid sample
+    for i in range(6):
+        s.process(job(i, jpeg(320, 240, 0.0), i * 0.2), np.zeros(0, np.float32))
+    assert [r for _, _, r in s.memo.values()] == [True] * 5
 
 
 def test_follow_faces_moves_a_box_with_the_image():

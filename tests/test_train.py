@@ -55,7 +55,7 @@ def test_smoke_run_outputs(full_run):
     meta = ck["meta"]
     assert meta["classes"] == res["classes"]
     assert meta["preprocess"]["frames"] == 4 and meta["preprocess"]["audio_seconds"] == 1.0
-    assert meta["model"]["face_dim"] == 32 and "val/f1_weighted" in meta["metrics"]
+    assert meta["model"]["face"]["dim"] == 32 and "val/f1_weighted" in meta["metrics"]
     # the run's config.toml reloads to the same config
     assert config.load_config(run_dir / "config.toml") == cfg
     with pytest.raises(EmoliteError, match="resume"):
@@ -220,7 +220,8 @@ def test_keep_last_runs_the_whole_schedule(syn_cache, tmp_path):
 def test_mixup_mixes_inputs_and_ors_masks():
     torch.manual_seed(0)
     x = {"audio": torch.stack([torch.zeros(8), torch.ones(8)]), "audio_mask": torch.tensor([True, False])}
-    out, lam, perm = train.mixup(x, 0.4)
+    from emolite.lit import mixup
+    out, lam, perm = mixup(x, 0.4)
     assert 0.0 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1]
     assert torch.allclose(out["audio"], lam * x["audio"] + (1 - lam) * x["audio"][perm])
     assert out["audio_mask"].tolist() == (x["audio_mask"] | x["audio_mask"][perm]).tolist()
@@ -230,3 +231,49 @@ def test_training_with_mixup_runs(syn_cache, tmp_path):
     torch.set_num_threads(1)
     res = train.run(_cfg(syn_cache, tmp_path, "mix", "augment.mixup=0.4", "optim.epochs=1"))
     assert res["global_step"] == 5 and 0.0 <= res["val/uar"] <= 1.0
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=nan", "optim.lr"), ("optim.lr=-1", "optim.lr"), ("optim.epochs=-1", "optim.epochs"),
+    ("optim.max_steps=0", "optim.max_steps"), ("data.batch_size=0", "data.batch_size"),
+    ("data.frames=1000000000", "data.frames"), ("data.audio_seconds=inf", "data.audio_seconds"),
+    ("optim.weight_decay=-0.1", "optim.weight_decay"), ("model.modality_dropout=1.5", "model.modality_dropout"),
+    ("loss.label_smoothing=1.0", "loss.label_smoothing"), ("augment.prob=2", "augment.prob"),
+    ("trainer.ckpt_every_n_steps=0", "trainer.ckpt_every_n_steps"),
+])
+def test_absurd_training_values_are_one_line_naming_the_key(override, key, tmp_path, capsys):
+    from emolite.cli import main
+    with pytest.raises(EmoliteError, match=key.replace(".", r"\.")):
+        config.load_config(SMOKE, [override])
+    code = main(["train", "--config", str(SMOKE), "--set", override, "--set", f'trainer.out_dir="{tmp_path}"'])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and key in err and "\n" not in err, err
+    cfg = config.load_config(SMOKE)
+    section, name = key.split(".")
+    cfg[section][name] = config.parse_value(override.split("=", 1)[1])
+    with pytest.raises(EmoliteError, match=key.replace(".", r"\.")):
+        train.run(cfg)   # a config built in code is checked too
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {_Evil.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["random", "malicious", "not_ours"])
+def test_resume_from_an_unreadable_checkpoint_is_one_line(kind, syn_cache, tmp_path):
+    import pickle
+    cfg = _cfg(syn_cache, tmp_path, "bad")
+    last = tmp_path / "bad" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    _Evil.marker = tmp_path / "pwned"
+    if kind == "random":
+        last.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "malicious":
+        torch.save({"state_dict": {}, "emolite": _Evil()}, last)
+    else:
+        torch.save({"weights": torch.zeros(3)}, last)
+    with pytest.raises(EmoliteError, match="cannot resume: the checkpoint is unreadable") as e:
+        train.run(cfg, resume=True)
+    assert str(last) in str(e.value) and "\n" not in str(e.value)
+    assert not _Evil.marker.exists()   # weights_only: nothing in the file ever ran

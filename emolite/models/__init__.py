@@ -1,7 +1,8 @@
 """Models: build by name, count cost, save/load, export to ONNX.
 
     model = build_model("attention", num_classes=7)           # full face+context+voice model
-    model = build_model({"name": "audio"}, num_classes=6)     # voice only, same code
+    model = build_model("audio", num_classes=6)               # voice only, same code
+    model = build_model(NetConfig(fusion="gated"), 7)          # or from a typed config (emolite.arch)
     logits = model(example_batch(B=2))                         # B×C
 
 Default model ("emolite", attention fusion, 2-D voice net) for one 4-s clip at T = 8 frames
@@ -14,95 +15,61 @@ See `count_params`, `count_macs`, `example_batch`.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from .. import arch
+from ..arch import FUSIONS, MODALITIES, NetConfig
 from ..errors import EmoliteError
 from ..faces import CONTEXT_SIZE, FACE_SIZE
 from ..fsio import atomic_path
 from ..inputs import FRAMES, SECONDS
 from ..media import SAMPLE_RATE
+from ..spec import InputSpec
 from ..registry import MODELS, lookup, register_model
-from .net import MODALITIES, EmoNet
+from . import face, late  # noqa: F401 (register face_cnn and late)
+from .net import EmoNet
 
-# Keys added after the first release, with the behaviour a saved config without them had.
-LEGACY_DEFAULTS = {"audio_norm": "batch", "audio_specaug": False}
-
-MODEL_DEFAULTS: dict = {
-    "name": "emolite",            # registry name: emolite | concat | attention | gated | audio | face | context
-    "fusion": "attention",         # concat | attention | gated (see models/fusion.py)
-    "modalities": list(MODALITIES),
-    "face_dim": 128, "face_width": 16,
-    "context_dim": 128, "context_width": 24,
-    "audio_dim": 128, "audio_kind": "2d", "n_mels": 64, "audio_hidden": 128,
-    "audio_channels": [16, 32, 48, 64],
-    "audio_norm": "band",          # band (per-utterance CMVN) | batch (see models/audio.py)
-    "audio_specaug": False,        # training-only SpecAugment masks on the log-mel
-    "hidden": 128,                 # GRU width per visual stream
-    "fusion_dim": 128,
-    "dropout": 0.2,
-    "modality_dropout": 0.15,      # training-only: prob. of hiding each modality of a sample
-}
+MAX_CLASSES = 10_000   # a head larger than this is a damaged record, not a model
 
 
 @register_model("emolite")
-def _emolite(cfg: dict, num_classes: int) -> nn.Module:
+def _emolite(cfg: NetConfig, num_classes: int) -> nn.Module:
     return EmoNet(cfg, num_classes)
 
 
-def _fusion_model(fusion: str):
-    def make(cfg: dict, num_classes: int) -> nn.Module:
-        return EmoNet({**cfg, "fusion": fusion}, num_classes)
-    return make
+for _name in (*FUSIONS, *MODALITIES):   # the same net; the kind name says its fusion or its one stream
+    register_model(_name)(_emolite)
 
 
-def _single_model(modality: str):
-    def make(cfg: dict, num_classes: int) -> nn.Module:
-        return EmoNet({**cfg, "modalities": [modality], "modality_dropout": 0.0}, num_classes)
-    return make
+def model_config(name_or_cfg: Any = None, **table) -> Any:
+    """A model's typed config (emolite.arch) from: a typed config (as is), a kind name plus keys
+    of the flat [model] table (`model_config("audio", audio_kind="1d")`), or a stored config
+    dict (rebuilt whole: checkpoints, `to_dict` output). A bad one is one EmoliteError."""
+    if hasattr(name_or_cfg, "__dataclass_fields__"):
+        if table:
+            raise TypeError("a typed config takes no table overrides; use dataclasses.replace")
+        return name_or_cfg
+    try:
+        if name_or_cfg is None or isinstance(name_or_cfg, str):
+            return arch.from_table({**table, "name": name_or_cfg or "emolite"})
+        if table:
+            raise TypeError("a stored config takes no table overrides")
+        return arch.from_dict(name_or_cfg)
+    except ValueError as e:
+        raise EmoliteError(str(e)) from None
 
 
-for _f in ("concat", "attention", "gated"):
-    register_model(_f)(_fusion_model(_f))
-for _m in MODALITIES:
-    register_model(_m)(_single_model(_m))
-
-
-def model_config(name_or_cfg: str | dict | None = None, **overrides) -> dict:
-    """Full model config: defaults <- given name/dict <- overrides (unknown keys kept for plugins)."""
-    cfg = copy.deepcopy(MODEL_DEFAULTS)
-    if isinstance(name_or_cfg, str):
-        cfg["name"] = name_or_cfg
-    elif name_or_cfg:
-        given = dict(name_or_cfg)
-        # A saved (complete) config from before a key existed keeps that release's behaviour.
-        if all(k in given for k in MODEL_DEFAULTS if k not in LEGACY_DEFAULTS):
-            given = {**LEGACY_DEFAULTS, **given}
-        cfg.update(copy.deepcopy(given))
-    cfg.update(overrides)
-    # Make the stored config say what the model really is.
-    if cfg["name"] in ("concat", "attention", "gated"):
-        cfg["fusion"] = cfg["name"]
-    if cfg["name"] in MODALITIES:
-        cfg["modalities"], cfg["modality_dropout"] = [cfg["name"]], 0.0
-    cfg.pop("init", None)
-    return cfg
-
-
-def build_model(name_or_cfg: str | dict | None = None, num_classes: int = 7, **overrides) -> nn.Module:
-    """Build a registered model; `model.cfg` is its JSON-able config (saved in checkpoints)."""
-    cfg = model_config(name_or_cfg, **overrides)
-    if cfg["name"] not in MODELS:   # models defined in a submodule (e.g. models/late.py) register on import
-        import importlib
-        try:
-            importlib.import_module(f"{__name__}.{cfg['name']}")
-        except ImportError:
-            pass
-    model = lookup(MODELS, cfg["name"], "model")(cfg, num_classes)
+def build_model(name_or_cfg: Any = None, num_classes: int = 7, **table) -> nn.Module:
+    """Build a registered model (see `model_config` for what it takes); `model.cfg` is its typed
+    config, saved whole in checkpoints."""
+    cfg = model_config(name_or_cfg, **table)
+    name = cfg.name if hasattr(cfg, "name") else cfg["name"]
+    model = lookup(MODELS, name, "model")(cfg, num_classes)
     model.cfg = cfg
     return model
 
@@ -178,7 +145,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None
     """Plain torch.save of {"state_dict", "meta"}; meta is JSON-only (model config, classes, the
     InputSpec as "preprocess", ...), so `load_checkpoint` can use weights_only=True. Atomic."""
     path = Path(path)
-    meta = _jsonable({**(meta or {}), "model": getattr(model, "cfg", {}),
+    meta = _jsonable({**(meta or {}), "model": arch.to_dict(getattr(model, "cfg", {})),
                       "num_classes": int(getattr(model, "num_classes", 0) or (meta or {}).get("num_classes", 0))})
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
@@ -188,12 +155,16 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict | None = None
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
     """(state_dict, meta) of an emolite checkpoint (.pt) or of one of our Lightning checkpoints
-    (.ckpt, meta from its "emolite" entry). The one reader of checkpoint files: weights_only."""
+    (.ckpt, meta from its "emolite" entry, which must hold the whole record: classes, model and
+    "preprocess"). The one reader of checkpoint files: regular files only, weights_only."""
+    path = Path(path)
+    if not path.exists():
+        raise EmoliteError("checkpoint not found", path)
+    if not path.is_file():   # a FIFO or a device would block torch.load forever
+        raise EmoliteError("not a regular file; give a checkpoint file", path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise EmoliteError("checkpoint not found", path) from None
-    except Exception as e:
+    except Exception as e:   # whatever an unreadable or malicious file makes the unpickler raise
         raise EmoliteError(f"not an emolite checkpoint ({type(e).__name__})", path) from None
     if isinstance(ckpt, dict) and "state_dict" in ckpt and "meta" in ckpt:
         sd, meta = ckpt["state_dict"], ckpt["meta"]
@@ -201,12 +172,25 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         sd = ckpt["state_dict"]
         sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")} if isinstance(sd, dict) else sd
         meta = ckpt["emolite"]
+        if isinstance(meta, dict) and "preprocess" not in meta:
+            raise EmoliteError("Lightning checkpoint without its input record (\"preprocess\"; written by an "
+                               "older emolite train); use the run's best.pt, or train again", path)
     else:
         raise EmoliteError("not an emolite checkpoint (no state_dict/meta)", path)
     if not isinstance(sd, dict) or not isinstance(meta, dict):
         raise EmoliteError(f"damaged emolite checkpoint (its {'metadata' if isinstance(sd, dict) else 'state_dict'} "
                            "is not a mapping); use the file train wrote, or train again", path)
     return sd, meta
+
+
+def read_spec(meta: dict, path: str | Path) -> InputSpec:
+    """The checkpoint's input record, checked: a value no input can have (frames=1e9,
+    window_seconds=0, an unknown detector) is one EmoliteError naming the model file."""
+    try:
+        return InputSpec.from_dict(meta.get("preprocess")).check()
+    except (ValueError, TypeError) as e:
+        raise EmoliteError(f"damaged input record (\"preprocess\"): {e}; use the file train or export wrote",
+                           path) from None
 
 
 def _fit_error(path: str | Path, e: Exception) -> EmoliteError:
@@ -226,15 +210,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise EmoliteError("damaged metadata: 'classes' is not a list of names; use the file train wrote", path)
     try:
         num_classes = int(meta.get("num_classes") or len(classes or []))
+        if not 1 <= num_classes <= MAX_CLASSES:
+            raise EmoliteError(f"damaged metadata: num_classes={num_classes} (1..{MAX_CLASSES}); use the file train "
+                               "wrote", path)
         if classes and num_classes != len(classes):
             raise ValueError(f"{num_classes} outputs for {len(classes)} class names")
-        cfg = meta.get("model", {})
-        if not isinstance(cfg, dict):
-            raise TypeError("the 'model' config is not a mapping")
-        model = build_model(cfg, num_classes)
+        spec = read_spec(meta, path)
+        model = build_model(meta.get("model"), num_classes)
         model.load_state_dict(state)
+        model.input_sizes = {"face": spec.face_size, "context": spec.context_size}
     except EmoliteError as e:   # e.g. an unknown model name: already says what exists
-        raise EmoliteError(str(e), path) from None
+        if e.path:
+            raise
+        raise EmoliteError(f"{e}; use the checkpoint train wrote", path) from None
     except (RuntimeError, ValueError, TypeError, KeyError) as e:
         raise _fit_error(path, e) from None
     return model.eval(), meta
@@ -284,6 +272,6 @@ def export_onnx(model: nn.Module, path: str | Path, T: int = FRAMES, seconds: fl
     return path
 
 
-__all__ = ["MODEL_DEFAULTS", "FRAMES", "SECONDS", "build_model", "model_config", "example_batch", "count_params",
+__all__ = ["FRAMES", "SECONDS", "build_model", "model_config", "example_batch", "count_params",
            "count_macs", "save_checkpoint", "read_checkpoint", "load_checkpoint", "export_onnx", "OnnxWrapper",
            "EmoNet"]

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch import FaceCNNConfig
 from ..registry import register_model
+from .checks import check_inputs
 
 FACE_SIZE = 112
 # (expansion, out channels, repeats, first stride) — MobileFaceNet's table, thinner. The first
@@ -74,8 +76,8 @@ class FaceEncoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------- per-frame expert
-FER_SIZE = 48          # FER2013's native side: the face expert sees grey 48×48 crops
-FER_WIDTH = 24         # channels of the first stage; stages double it (24-48-96-192)
+FER_SIZE = FaceCNNConfig.size     # FER2013's native side: the face expert sees grey 48×48 crops
+FER_WIDTH = FaceCNNConfig.width   # channels of the first stage; stages double it (24-48-96-192)
 GREY = (0.299, 0.587, 0.114)   # ITU-R BT.601 luma, as OpenCV's RGB2GRAY
 
 
@@ -123,7 +125,6 @@ class FaceCNN(nn.Module):
         return self.classify(self.prepare(x))
 
 
-SHARP_FRAC = 0.1       # frames less sharp than this fraction of the window's sharpest are dropped
 LAPLACE = ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0))
 
 
@@ -136,15 +137,16 @@ class FrameFaceModel(nn.Module):
     mean of probabilities or of log-probabilities and majority vote were no better. The rule
     is in the model, so analyze, serve and ONNX all apply it."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, cfg: FaceCNNConfig, num_classes: int):
         super().__init__()
-        self.cfg = dict(cfg)
-        self.net = FaceCNN(num_classes, int(cfg.get("cnn_width", FER_WIDTH)), int(cfg.get("cnn_size", FER_SIZE)),
-                           float(cfg.get("dropout", 0.3)))
-        self.sharp_frac = float(cfg.get("sharp_frac", SHARP_FRAC))
+        self.cfg = cfg
+        self.modalities = list(cfg.modalities)
+        self.net = FaceCNN(num_classes, cfg.width, cfg.size, cfg.dropout)
+        self.sharp_frac = cfg.sharp_frac
         self.register_buffer("laplace", torch.tensor(LAPLACE).view(1, 1, 3, 3), persistent=False)
 
     def forward(self, x: dict) -> torch.Tensor:
+        check_inputs(x, self.modalities, getattr(self, "input_sizes", None))
         face, mask = x["face"], x["face_mask"]          # B×T×3×H×W float [0,1], B×T bool
         b, t = mask.shape
         g = self.net.prepare(face.reshape(b * t, *face.shape[2:]))
@@ -158,5 +160,5 @@ class FrameFaceModel(nn.Module):
 
 
 @register_model("face_cnn")
-def _face_cnn(cfg: dict, num_classes: int) -> nn.Module:
+def _face_cnn(cfg: FaceCNNConfig, num_classes: int) -> nn.Module:
     return FrameFaceModel(cfg, num_classes)

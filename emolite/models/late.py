@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arch import MODALITIES, LateConfig
+from ..errors import EmoliteError
 from ..registry import register_model
+from .checks import check_inputs
 
 
 def presence(name: str, x: dict) -> torch.Tensor:
@@ -25,23 +28,27 @@ def presence(name: str, x: dict) -> torch.Tensor:
 
 
 class LateFusion(nn.Module):
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, cfg: LateConfig, num_classes: int):
         super().__init__()
         from . import build_model
 
-        self.cfg = dict(cfg)
+        self.cfg = cfg
         self.num_classes = num_classes
-        self.names = list(cfg["experts"])
-        self.experts = nn.ModuleDict({n: build_model(cfg["experts"][n], num_classes) for n in self.names})
-        w = [float(cfg.get("weights", {}).get(n, 1.0)) for n in self.names]
-        t = [float(cfg.get("temperatures", {}).get(n, 1.0)) for n in self.names]
+        self.modalities = list(cfg.modalities)
+        self.names = list(cfg.experts)
+        if not self.names or any(n not in MODALITIES for n in self.names):
+            raise EmoliteError(f"late fusion needs experts named by modality ({', '.join(MODALITIES)}), "
+                               f"got: {', '.join(self.names) or 'none'}")
+        self.experts = nn.ModuleDict({n: build_model(cfg.experts[n], num_classes) for n in self.names})
+        w = [float(cfg.weights.get(n, 1.0)) for n in self.names]
+        t = [float(cfg.temperatures.get(n, 1.0)) for n in self.names]
         self.register_buffer("weights", torch.tensor(w))
         self.register_buffer("temperatures", torch.tensor(t))
 
     def expert_log_probs(self, n: str, x: dict, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
         """B×C log-probabilities of one expert. A per-frame expert (trained on still images)
         sees each frame alone; its log-probabilities are averaged over the valid frames."""
-        if n not in self.cfg.get("per_frame", []):
+        if n not in self.cfg.per_frame:
             return torch.log_softmax(self.experts[n](x) / temperature, -1)
         b, t = x[f"{n}_mask"].shape
         frames = {k: v.reshape(b * t, 1, *v.shape[2:]) for k, v in x.items() if k in (n, f"{n}_mask")}
@@ -50,6 +57,7 @@ class LateFusion(nn.Module):
         return (lp * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def forward(self, x: dict) -> torch.Tensor:
+        check_inputs(x, self.modalities, getattr(self, "input_sizes", None))
         out = 0.0
         for i, n in enumerate(self.names):
             lp = self.expert_log_probs(n, x, self.temperatures[i])
@@ -58,5 +66,5 @@ class LateFusion(nn.Module):
 
 
 @register_model("late")
-def _late(cfg: dict, num_classes: int) -> nn.Module:
+def _late(cfg: LateConfig, num_classes: int) -> nn.Module:
     return LateFusion(cfg, num_classes)

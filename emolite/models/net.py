@@ -17,12 +17,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..arch import MODALITIES, NetConfig
+from ..errors import EmoliteError
 from .audio import build_audio_encoder
+from .checks import check_inputs
 from .context import ContextEncoder
 from .face import FaceEncoder
 from .fusion import build_fusion
 
-MODALITIES = ("face", "context", "audio")
 VISUAL = ("face", "context")
 
 
@@ -55,38 +57,39 @@ def drop_modalities(present: torch.Tensor, p: float) -> torch.Tensor:
 class EmoNet(nn.Module):
     """Encoders per modality -> masked GRUs over time (visual streams) -> fusion -> linear head."""
 
-    def __init__(self, cfg: dict, num_classes: int):
+    def __init__(self, cfg: NetConfig, num_classes: int):
         super().__init__()
-        self.cfg = dict(cfg)
-        self.modalities = [m for m in MODALITIES if m in cfg["modalities"]]
-        self.modality_dropout = float(cfg.get("modality_dropout", 0.0))
+        self.cfg = cfg
+        self.modalities = list(cfg.modalities)
+        if not self.modalities:
+            raise EmoliteError("an EmoNet needs at least one of face, context, audio")
+        self.modality_dropout = float(cfg.modality_dropout)
         self.encoders = nn.ModuleDict()
         self.temporal = nn.ModuleDict()
         dims = []
-        h = int(cfg["hidden"])
-        if "face" in self.modalities:
-            self.encoders["face"] = FaceEncoder(int(cfg["face_dim"]), int(cfg["face_width"]))
-        if "context" in self.modalities:
-            self.encoders["context"] = ContextEncoder(int(cfg["context_dim"]), int(cfg["context_width"]))
-        if "audio" in self.modalities:
-            self.encoders["audio"] = build_audio_encoder(cfg["audio_kind"], int(cfg["audio_dim"]), int(cfg["n_mels"]),
-                                                         int(cfg["audio_hidden"]), tuple(cfg["audio_channels"]),
-                                                         cfg.get("audio_norm", "batch"), bool(cfg.get("audio_specaug", False)))
+        if cfg.face is not None:
+            self.encoders["face"] = FaceEncoder(cfg.face.dim, cfg.face.width)
+        if cfg.context is not None:
+            self.encoders["context"] = ContextEncoder(cfg.context.dim, cfg.context.width)
+        if cfg.audio is not None:
+            a = cfg.audio
+            self.encoders["audio"] = build_audio_encoder(a.kind, a.dim, a.n_mels, a.hidden, a.channels, a.norm, a.specaug)
         for m in self.modalities:
             if m in VISUAL:
+                h = getattr(cfg, m).hidden
                 self.temporal[m] = nn.GRU(self.encoders[m].out_dim, h, batch_first=True)
                 dims.append(2 * h)
             else:
                 dims.append(self.encoders[m].out_dim)
-        d = int(cfg["fusion_dim"])
-        self.fusion = build_fusion(cfg["fusion"], dims, d, float(cfg["dropout"]))
-        self.head = nn.Sequential(nn.Dropout(float(cfg["dropout"])), nn.Linear(d, num_classes))
+        self.fusion = build_fusion(cfg.fusion, dims, cfg.fusion_dim, cfg.dropout)
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.fusion_dim, num_classes))
         self.num_classes = num_classes
 
     def embed(self, batch: dict) -> torch.Tensor:
         """Fused B×d vector (before the head)."""
         # batch["face"], batch["context"]: B×T×3×H×W float in [0,1]; batch["face_mask"], ["context_mask"]: B×T bool
         # batch["audio"]: B×S float, 16 kHz mono; batch["audio_mask"]: B bool
+        check_inputs(batch, self.modalities, getattr(self, "input_sizes", None))
         embs, present = [], []
         for m in self.modalities:
             if m in VISUAL:
@@ -98,7 +101,7 @@ class EmoNet(nn.Module):
                 present.append(mask.any(1))
             else:
                 embs.append(self.encoders[m](batch["audio"]))
-                present.append(batch["audio_mask"].bool().reshape(-1))
+                present.append(batch["audio_mask"].bool())
         present = torch.stack(present, dim=1)
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..arch import LateConfig
 from ..labels import EMOTIONS
 from ..models import build_model, count_params, load_checkpoint, save_checkpoint
 from ..spec import InputSpec
@@ -207,9 +208,8 @@ def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
         if idx:
             by_source[f"voice_test:{corpus}"] = metrics(la[idx], ya[idx])
 
-    late_cfg = {"name": "late", "experts": {"face": face.cfg, "audio": voice.cfg},
-                "weights": {"face": w_face, "audio": 1.0 - w_face}, "temperatures": {"face": tf, "audio": ta},
-                "modalities": ["face", "audio"]}
+    late_cfg = LateConfig(experts={"face": face.cfg, "audio": voice.cfg},
+                          weights={"face": w_face, "audio": 1.0 - w_face}, temperatures={"face": tf, "audio": ta})
     late = build_model(late_cfg, len(EMOTIONS))
     late.experts["face"].load_state_dict(face.state_dict())
     late.experts["audio"].load_state_dict(voice.state_dict())
@@ -217,7 +217,7 @@ def fuse(args, face_ckpt: Path, voice_res: dict, voice_cache: str) -> None:
     report = {
         "classes": list(EMOTIONS), "params": count_params(late),
         "params_face": count_params(face), "params_voice": count_params(voice),
-        "fusion": {"weights": late_cfg["weights"], "temperatures": late_cfg["temperatures"],
+        "fusion": {"weights": late_cfg.weights, "temperatures": late_cfg.temperatures,
                    "dev_pairs": len(dev_pairs), "test_pairs": len(test_pairs),
                    "test_pair_accuracy_fused": fused_acc(lf, la, test_pairs, yf, w_face, tf, ta),
                    "test_pair_accuracy_face_only": fused_acc(lf, la, test_pairs, yf, 1.0, tf, ta),

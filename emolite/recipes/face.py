@@ -46,15 +46,14 @@ SOURCES = {  # name: (loader, path under the data dir, loader options)
 def user_path_crops(paths: list[str], margin: float, side: int = FACE_SIDE) -> np.ndarray:
     """Grey side×side face crops made exactly as `emolite analyze` makes them from a still."""
     from ..faces import get_detector
-    from ..features import window_features
-    from ..media import Window, read_image
+    from ..features import still_features
+    from ..media import read_image
 
     det = get_detector("retinaface")
     out = np.zeros((len(paths), side, side), np.uint8)
     for i, p in enumerate(paths):
         img = read_image(p)
-        f = window_features(Window(0.0, 0.0, img[None], np.zeros(1), None), det, face_size=side,
-                            context_size=8, margin=margin)
+        f = still_features(img, det, face_size=side, context_size=8, margin=margin)
         out[i] = cv2.cvtColor(f.face[0], cv2.COLOR_RGB2GRAY) if f.face_mask[0] else \
             cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (side, side), interpolation=cv2.INTER_AREA)
         if i % 5000 == 0:
@@ -187,11 +186,10 @@ def training_set(args, data: dict, rng: np.random.Generator) -> tuple[np.ndarray
 
 def build(args, y: np.ndarray):
     """The face_cnn model (from --init when given) and the loss's class weight / logit adjustment."""
+    from ..arch import FaceCNNConfig
     from ..models import build_model, load_checkpoint
 
-    cfg = {"name": "face_cnn", "modalities": ["face"], "modality_dropout": 0.0, "cnn_width": args.width,
-           "cnn_size": args.size, "dropout": args.dropout}
-    model = build_model(cfg, len(EMOTIONS))
+    model = build_model(FaceCNNConfig(width=args.width, size=args.size, dropout=args.dropout), len(EMOTIONS))
     if args.init:   # continue from an earlier run's weights (a second, lower-rate cycle)
         model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
     prior = np.bincount(y, minlength=len(EMOTIONS)) / len(y)

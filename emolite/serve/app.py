@@ -18,7 +18,6 @@ by clients x window.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import os
@@ -34,15 +33,15 @@ from typing import Callable, Iterable
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from .. import analyze, media
 from ..errors import EmoliteError
 from ..inference import EmotionModel
 from . import protocol as P
 from .protocol import BadInput, Limits
-from .uploads import UPLOAD_PREFIX, check_upload, clean_stale_uploads, save_upload, upload_ext
+from .uploads import (UPLOAD_PREFIX, analyze_response, check_upload, classify_response, clean_stale_uploads,
+                      save_upload, upload_ext)
 from .session import (DETECT_EVERY, MODEL_EVERY, Job, LiveSettings, ModelWork, Session, infer, live_settings,
                       model_capacity)
 
@@ -53,8 +52,8 @@ WORKERS = 2                      # frame threads: decode + face detection (about
 MODEL_WORKERS = 1                # model threads: labels queue here under load while boxes stay prompt
 STATIC = Path(__file__).parent / "static"
 LOCAL_HOSTS = P.LOCAL_HOSTS
-HTTP_CONNECTIONS = 1024            # uvicorn's connection cap: far above what half-open clients can hold
-CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
+HTTP_CONNECTIONS = 1024            # uvicorn's connection cap (slow clients are shed before it: conn.py)
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 log = logging.getLogger("emolite.serve")
@@ -77,6 +76,7 @@ class Server:
     model_pool: ThreadPoolExecutor = field(init=False)    # model runs
     upload_pool: ThreadPoolExecutor = field(init=False)   # whole-file uploads
     sessions: dict[str, Session] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)   # session id -> its client's address
     stats: dict = field(default_factory=lambda: {"sessions_total": 0, "frames": 0, "answered": 0, "labels": 0,
                                                  "dropped": 0, "errors": 0, "uploads": 0})
     uploads_active: int = 0
@@ -127,7 +127,7 @@ class Server:
 def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WORKERS,
                detect_every: int = DETECT_EVERY, model_every: int = MODEL_EVERY,
                model_workers: int = MODEL_WORKERS, host: str | None = None,
-               allow_origins: Iterable[str] = ()) -> FastAPI:
+               allow_origins: Iterable[str] = (), web_model: str | Path | None = None) -> FastAPI:
     """The FastAPI app for one loaded model. Limits, pool sizes and who may connect (this
     machine's names, `host`, `allow_origins`) are fixed per app. Cleans stale upload folders."""
     srv = Server(model, live_settings(model), limits, workers, model_workers, detect_every, model_every)
@@ -148,6 +148,7 @@ def create_app(model: EmotionModel, limits: Limits = Limits(), workers: int = WO
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_guard(app, srv)
     add_http_routes(app, srv)
+    add_ondevice_routes(app, web_model or model)
 
     @app.websocket("/ws")
     async def ws_endpoint(ws: WebSocket):
@@ -194,15 +195,40 @@ def add_http_routes(app: FastAPI, srv: Server) -> None:
     async def health(request: Request):
         return srv.health(local=bool(request.client) and request.client.host in LOCAL_HOSTS)
 
-    @app.post("/predict")
-    async def predict(file: UploadFile = File(...)):
-        """One prediction for a whole file (image, audio or video), for programs."""
-        return await run_upload(srv, file, lambda path, name: predict_response(srv, path, name))
+    @app.post("/classify")
+    @app.post("/predict", include_in_schema=False)   # its former name
+    async def classify(file: UploadFile = File(...)):
+        """The overall label of a whole file (image, audio or video) and its windows, for programs."""
+        return await run_upload(srv, file, lambda path, name: classify_response(srv.model, srv.limits, path, name))
 
     @app.post("/analyze")
     async def analyze_endpoint(file: UploadFile = File(...)):
         """The analyze timeline: window rows and the plot as a PNG data URL."""
-        return await run_upload(srv, file, lambda path, name: analyze_response(srv, path, name))
+        return await run_upload(srv, file, lambda path, name: analyze_response(srv.model, srv.limits, path, name))
+
+
+def add_ondevice_routes(app: FastAPI, model) -> None:
+    """The on-device mode's graphs (emolite.web.graphs: the model's ONNX, the detector, the VAD),
+    from the package and the cache dir, resolved once (a checkpoint is exported on first use)."""
+    from .. import web
+
+    found: dict = {}
+    lock = asyncio.Lock()      # the page asks for all three at once: resolve (export) once
+
+    @app.get(f"/{web.ONDEVICE_PREFIX}/{{name}}")
+    async def ondevice(name: str):
+        if name not in web.MODEL_FILES:
+            raise HTTPException(404, "no such file")
+        async with lock:
+            if not found:
+                try:
+                    found.update(await asyncio.get_running_loop().run_in_executor(None, web.graphs, model))
+                except EmoliteError as e:
+                    raise HTTPException(404, str(e)) from None
+        src = found[name]
+        if isinstance(src, bytes):
+            return Response(src, media_type="application/octet-stream")
+        return FileResponse(src, media_type="application/octet-stream")
 
 
 # ---------------------------------------------------------------- uploads
@@ -235,32 +261,6 @@ async def run_upload(srv: Server, upload: UploadFile, fn: Callable[[Path, str], 
         tmpdir.cleanup()
 
 
-def analyze_upload(srv: Server, path: Path, name: str) -> analyze.Result:
-    check_upload(path, srv.limits)
-    limits = srv.limits   # enforced on what decodes too: a live-written file may claim no duration
-    with media.decode_limits(seconds=limits.max_upload_seconds, pixels=limits.max_upload_pixels):
-        r = analyze.analyze_file(srv.model, path)
-    r.path = name
-    return r
-
-
-def predict_response(srv: Server, path: Path, name: str) -> dict:
-    r = analyze_upload(srv, path, name)
-    box = next((w.face_box for w in r.windows if w.face_box), None)
-    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
-            "face_box": box, "modalities": r.modalities, "faces_found": r.faces_found,
-            "warnings": r.warnings, "windows": [analyze.window_row(name, w) for w in r.windows]}
-
-
-def analyze_response(srv: Server, path: Path, name: str) -> dict:
-    r = analyze_upload(srv, path, name)
-    png = analyze.plot_timeline(r, path.with_name("plot.png")).read_bytes()
-    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
-            "modalities": r.modalities, "warnings": r.warnings,
-            "rows": [analyze.window_row(name, w) for w in r.windows],
-            "plot_png": "data:image/png;base64," + base64.b64encode(png).decode()}
-
-
 # ---------------------------------------------------------------- one WebSocket
 
 
@@ -274,19 +274,29 @@ class Connection:
         self.wake = asyncio.Event()
         self.model_task: asyncio.Task | None = None
         self.loop = asyncio.get_running_loop()
+        self.active = time.perf_counter()   # the last frame, audio or audio-only request (pings do not count)
 
     @classmethod
     async def accept(cls, ws: WebSocket, srv: Server) -> None:
-        """Accept a client, or tell it the server is full (1013); run it to the end."""
+        """Accept a client, or tell it the server (or its address's share) is full (1013); run it
+        to the end."""
         await ws.accept()
         limits = srv.limits
+        address = ws.client.host if ws.client else ""
+        full = None
         if len(srv.sessions) >= limits.max_sessions:
-            await ws.send_text(json.dumps(P.error(f"server full ({limits.max_sessions} clients); try again later")))
+            full = f"server full ({limits.max_sessions} clients); try again later"
+        elif sum(a == address for a in srv.addresses.values()) >= limits.max_sessions_per_address:
+            full = (f"{limits.max_sessions_per_address} sessions from your address already; close one "
+                    "(another tab?) and try again")
+        if full is not None:
+            await ws.send_text(json.dumps(P.error(full)))
             await ws.close(1013)
             return
         s = Session(uuid.uuid4().hex[:8], srv.model.detector, srv.settings, srv.detect_every, srv.model_every,
                     limits.max_fps, limits.max_message_rate, max_people=limits.max_people)
         srv.sessions[s.id] = s
+        srv.addresses[s.id] = address
         srv.stats["sessions_total"] += 1
         await cls(ws, srv, s).run()
 
@@ -311,11 +321,15 @@ class Connection:
                                 srv.settings.spec.sample_rate))
         task = asyncio.create_task(self.worker())
         try:
+            idle = srv.limits.idle_timeout
             while not task.done():
-                try:
-                    msg = await asyncio.wait_for(self.ws.receive(), srv.limits.idle_timeout)
-                except asyncio.TimeoutError:   # an idle client must not hold a session slot
-                    await self.send(P.error(f"no message for {srv.limits.idle_timeout:g} s; closing"))
+                try:   # an idle client (pings alone are idle) must not hold a session slot
+                    left = self.active + idle - time.perf_counter()
+                    if left <= 0:
+                        raise asyncio.TimeoutError
+                    msg = await asyncio.wait_for(self.ws.receive(), left)
+                except asyncio.TimeoutError:
+                    await self.send(P.error(f"no message for {idle:g} s (pings do not count); closing"))
                     await self.ws.close(1001)
                     break
                 if msg["type"] == "websocket.disconnect":
@@ -326,6 +340,11 @@ class Connection:
                     if not await self.error(str(e)):
                         await self.ws.close(1008)
                         break
+                except Exception as e:   # a bug on one message: this client is told and closed cleanly
+                    log.warning("session %s: message failed: %r", s.id, e)
+                    await self.send(P.error(f"internal error on this message ({type(e).__name__}); closing"))
+                    await self.ws.close(1011)
+                    break
         except Exception as e:  # the client went away mid-send, or the socket broke
             log.debug("session %s ended: %s", s.id, e)
         finally:
@@ -333,12 +352,15 @@ class Connection:
             if self.model_task is not None:
                 self.model_task.cancel()
             srv.sessions.pop(s.id, None)
+            srv.addresses.pop(s.id, None)
 
     async def handle(self, msg: dict) -> None:
-        """One received message: rate and size checks, then a frame, audio, ping or predict."""
+        """One received message: rate and size checks, then a frame, audio, ping or audio-only request."""
         now = time.perf_counter()
         self.s.check_rate(now)
         m = P.parse_message(msg, self.srv.limits)
+        if not isinstance(m, P.Ping):
+            self.active = now
         if isinstance(m, P.FrameMsg):
             self.srv.count(self.s, "frames")
             self.offer(Job(m.frame_id, m.t, m.image, m.size, now))
@@ -423,30 +445,42 @@ def serve(model_path: str | None = None, host: str = HOST, port: int = PORT, dev
           workers: int = WORKERS, limits: Limits = Limits(), detect_every: int = DETECT_EVERY,
           model_every: int = MODEL_EVERY, model_workers: int = MODEL_WORKERS, log_level: str = "info",
           allow_origins: Iterable[str] = (), idle_timeout: float | None = None) -> None:
-    """Load the model, pin each inference thread's libraries to its share of the cores, run uvicorn."""
+    """Bind the address first (a wrong --host or a busy port is one line before anything else),
+    load the model, pin each inference thread's libraries to its share of the cores, print the
+    address actually bound, run uvicorn on that socket."""
     import uvicorn
 
     from ..faces import get_detector
-    from .conn import HeaderTimeoutProtocol
     from ..inference import load_model
+    from .conn import DeadlineProtocol, bind, url
 
-    if host not in LOCAL_HOSTS:
-        print(f"warning: serving on {host}: anyone who can reach this machine can use the server "
-              "(browsers only give the camera to https pages or localhost)", file=sys.stderr)
     if idle_timeout is not None:
         from dataclasses import replace
 
         from ..options import number
         limits = replace(limits, idle_timeout=number("--idle-timeout", idle_timeout, 1, 3600))
     origins = P.normalize_origins(allow_origins)   # a bad --allow-origin fails before the model loads
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    model = load_model(model_path, device=device, threads=threads)
-    spec = model.spec
-    if spec.detector == "retinaface":   # sets the shared onnxruntime session's thread count
-        get_detector("retinaface", side=spec.detect_side, threads=threads)
-    model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
-    model.predict(audio=np.zeros(spec.sample_rate, np.float32))
-    app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins)
-    print(f"emolite: open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}/ in a browser", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
-                ws_per_message_deflate=False, http=HeaderTimeoutProtocol, limit_concurrency=max(HTTP_CONNECTIONS, limits.max_sessions + 32))
+    sock = bind(host, port)
+    try:
+        if host not in LOCAL_HOSTS:
+            print(f"warning: serving on {host}: anyone who can reach this machine can use the server "
+                  "(browsers only give the camera to https pages or localhost)", file=sys.stderr)
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        model = load_model(model_path, device=device, threads=threads)
+        spec = model.spec
+        if spec.detector == "retinaface":   # sets the shared onnxruntime session's thread count
+            get_detector("retinaface", side=spec.detect_side, threads=threads)
+        model.detector(np.zeros((240, 320, 3), np.uint8))    # load and warm up before the first client
+        model.predict(audio=np.zeros(spec.sample_rate, np.float32))
+        from .. import web
+
+        web.graphs(model_path)     # the on-device page's model: exported once now, not on its first visit
+        app = create_app(model, limits, workers, detect_every, model_every, model_workers, host, origins,
+                         model_path or "default")
+        print(f"emolite: open {url(host, sock, LOCAL_HOSTS)} in a browser", file=sys.stderr)
+        config = uvicorn.Config(app, log_level=log_level, ws_max_size=limits.ws_max_size, ws_max_queue=8,
+                                ws_per_message_deflate=False, http=DeadlineProtocol,
+                                limit_concurrency=max(HTTP_CONNECTIONS, limits.max_sessions + 32))
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,15 +1,15 @@
 """Every face of a live client: person tracks with stable ids, a label per person, the voice
 given to whoever is seen speaking.
 
-The frame worker feeds each new frame's detections (the ones the session's `FaceFollower`
-already made for the main face, read from the shared memo: no second detector pass) to a
-`people.PeopleTracker`, and answers with every person's box in the newest frame. For a model
-run it takes a `Crowd`: a frozen view of the window (frames, detections, person boxes per
-frame) that the model thread reads while the frame worker goes on tracking. The model thread
-cuts each person's inputs with the library's own `features.people_features` (same crops,
-margin, alignment and sizes as the main face, all from the model's spec), picks the speaker
-with `people.speaker`, and runs every person, plus the voice on its own when nobody is seen
-speaking, in one batched model call.
+The frame worker feeds each new grid sample's detections (the ones the session's window
+already made, read from the shared memo: no second detector pass) to a `people.PeopleTracker`,
+as analyze --people does for a file, and answers with every person's box in the newest frame
+(the shown faces matched to the people). For a model run it takes a `Crowd`: a frozen view of
+the window (frames, detections, person boxes per grid sample) that the model thread reads
+while the frame worker goes on tracking. The model thread cuts each person's inputs with the
+library's own `features.people_features` (same crops, margin, alignment and sizes as the main
+face, all from the model's spec) and hands them to the inference core (`core.people_rows`:
+the voice goes to the speaker by `people.give_voice`, or stands alone), in one batched call.
 
 With one person (or none) the session does exactly what it did before people were tracked:
 one model call on the main face and the voice; that person's entry carries that label.
@@ -22,21 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import inputs as I
-from .. import media
-from ..faces import Face, iou
-from ..features import Features, people_features, usable
+from .. import core, media
+from ..faces import IOU_LINK, Face, iou
+from ..features import Features, people_features
+from ..grid import frame_key as key
+from ..grid import model_rate
 from ..inference import Prediction
-from ..people import MAX_PEOPLE, PeopleTracker, speaker
+from ..people import MAX_PEOPLE, PeopleTracker
 from ..spec import InputSpec
 from . import protocol as P
 
 MAIN_IOU = 0.5   # a person whose box overlaps the main face this much in a frame is the main face there
-
-
-def key(t: float) -> float:
-    """A frame time as the memo and the tracker key it."""
-    return round(float(t), 4)
 
 
 @dataclass
@@ -76,14 +72,19 @@ class LivePeople:
         """Forget everyone (the client changed resolution: boxes would not carry over)."""
         self.tracker = PeopleTracker(self.max_people)
 
-    def track(self, window: media.Window, memo: dict) -> dict[int, Face]:
-        """Give the tracker the window's frames it has not seen (their detections from the memo);
-        every person's box in the newest frame."""
+    def track(self, window: media.Window, memo: dict, shown: list[Face]) -> dict[int, Face]:
+        """Give the tracker the window's grid samples it has not seen (their detections from
+        the memo); every person's box in the newest frame: the shown face it overlaps most
+        (its last tracked box when none does)."""
         for t, frame in zip(window.times, window.frames):
             faces, _, ran = memo[key(t)]
             self.tracker.update(t, faces, frame, ran)
         self.tracker.forget_before(key(window.times[0]))
-        return self.tracker.at(window.times[-1])
+        out = {}
+        for p, f in self.tracker.at(window.times[-1]).items():
+            best = max(shown, key=lambda g: iou(g.box, f.box), default=None)
+            out[p] = best if best is not None and iou(best.box, f.box) > IOU_LINK else f
+        return out
 
     def crowd(self, window: media.Window, memo: dict, scale: float) -> Crowd:
         """The window's people, frozen for a model run: at most `max_people`, those seen longest."""
@@ -121,21 +122,17 @@ class PeopleResult:
     main_id: int | None = None      # the person who is the main face (None: none of them)
 
 
-def infer_one(model, spec: InputSpec, feats: Features, fps: float | None, crowd: Crowd | None) -> PeopleResult:
-    """One face (or none): the main face and the voice in one model call, as without people
-    tracking; the person who is the main face gets that label (and the voice)."""
-    x = I.clip_inputs(feats.face, feats.face_mask, feats.context, feats.audio, spec.frames, spec.audio_seconds,
-                      feats.has_video, bool(feats.has_audio and feats.voiced is not False), fps=fps,
-                      face_size=spec.face_size, context_size=spec.context_size)
-    pred = model.to_prediction(model.predict_inputs(I.stack([x]))[0])
+def infer_one(model, spec: InputSpec, feats: Features, crowd: Crowd | None) -> PeopleResult:
+    """One face (or none): the main face and the voice in one model call (`core.face_row`, as
+    analyze without people); the person who is the main face gets that label (and the voice)."""
+    row = core.face_row(spec, model.modalities, feats)
+    pred = core.answer(model, [row])[0]
     people, p = [], None
     if crowd is not None and crowd.ids and feats.face_mask.any():
         found = {p: _boxes_only(crowd, p) for p in crowd.ids}
         p = main_person(feats, found)
         if p is not None:
-            box = last_box(found[p])
-            people.append((p, P.client_box(box, crowd.scale), pred,
-                           usable(feats, model.modalities)["audio"]))
+            people.append((p, P.client_box(last_box(found[p]), crowd.scale), pred, row.uses["audio"]))
     return PeopleResult(pred, people, None, p)
 
 
@@ -152,34 +149,23 @@ def _boxes_only(crowd: Crowd, p: int) -> Features:
     return Features(z, mask, z, boxes, np.zeros(0, np.float32), True, False)
 
 
-def infer_people(model, spec: InputSpec, feats: Features, fps: float | None, crowd: Crowd) -> PeopleResult:
-    """Several people: each person's crops (`people_features`), the speaker by mouth motion, and
-    one batched model call for every person, the voice alone when nobody is seen speaking, and
-    the main face when it is no tracked person. The voice goes into the speaker only."""
+def infer_people(model, spec: InputSpec, feats: Features, crowd: Crowd) -> PeopleResult:
+    """Several people: each person's crops (`people_features`), and one batched model call
+    (`core.people_rows`: every person, the voice fused into the speaker only or standing alone;
+    plus the main face when it is no tracked person)."""
+    rate = model_rate(spec.frames, spec.window_seconds)
     found, motion, nobody = people_features(crowd.window, None, crowd, spec.face_size, spec.context_size,
-                                            spec.margin, spec.align, memo=crowd.memo, fps=spec.fps)
-    for f in (*found.values(), nobody):
-        f.voiced = feats.voiced             # checked once, on the same audio
-    voice = usable(nobody, model.modalities)["audio"]
-    who = speaker(motion, voice)
+                                            spec.margin, spec.align, memo=crowd.memo, fps=rate)
+    rows = core.people_rows(spec, model.modalities, found, motion, nobody)
     main = main_person(feats, found)
-
-    def inputs(f: Features, video: bool, audio: bool) -> dict:
-        return I.clip_inputs(f.face, f.face_mask, f.context, f.audio, spec.frames, spec.audio_seconds, video, audio,
-                             fps=fps, face_size=spec.face_size, context_size=spec.context_size)
-
-    order = sorted(found)
-    xs = [inputs(found[p], True, voice and p == who) for p in order]
-    if who is None and voice:
-        xs.append(inputs(nobody, False, True))
     if main is None:
-        xs.append(inputs(feats, feats.has_video, bool(feats.has_audio and feats.voiced is not False)))
-    probs = model.predict_inputs(I.stack(xs))
-    preds = [model.to_prediction(pr) for pr in probs]
-    people = []
-    for p, pred in zip(order, preds):
-        box = last_box(found[p])
-        people.append((p, P.client_box(box, crowd.scale), pred, p == who))
-    voice_alone = preds[len(order)] if who is None and voice else None
-    main_pred = preds[-1] if main is None else preds[order.index(main)]
-    return PeopleResult(main_pred, people, voice_alone, main)
+        rows.append(core.face_row(spec, model.modalities, feats))
+    preds = core.answer(model, rows)
+    by = {r.person: pr for r, pr in zip(rows, preds) if r.person is not None}
+    people = [(p, P.client_box(last_box(found[p]), crowd.scale), by[p], r.speaker)
+              for r, p in ((r, r.person) for r in rows) if p is not None]
+    alone = [pr for r, pr in zip(rows, preds) if r.person is None and r.feats is nobody]
+    main_pred = preds[-1] if main is None else by[main]
+    none = Prediction(None, None, dict.fromkeys(model.classes))
+    return PeopleResult(main_pred or none, [(p, b, pr or none, sp) for p, b, pr, sp in people],
+                        alone[0] if alone and alone[0] is not None else None, main)

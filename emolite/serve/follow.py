@@ -1,11 +1,11 @@
 """Causal face following for live video: the detector on every k-th frame, the last faces moved
 by template matching between.
 
-Why not the library's interpolation (`window_features(detect_every=k)`, used by analyze): it
-fills a skipped frame from the detections on both sides of it, and a live answer is due before
-the next detection exists. This wrapper has the library's `Detector` signature
-(frame -> list[Face]), so `emolite.features.window_features` and `emolite.faces.track` do the
-rest exactly as for files. It depends only on `emolite.faces` (and `people.MAX_PEOPLE`, the
+Display only: the box a client sees on each of its frames. The model's input is cut from the
+frames on the model's grid with the detections the grid rule asks for (`emolite.grid`), as
+for files; this follows those faces (and its own every-k-th detection) between grid samples,
+because a live answer is due before the next detection exists. It has the library's
+`Detector` signature (frame -> list[Face]). It depends only on `emolite.faces` (and `people.MAX_PEOPLE`, the
 number of faces it follows) and could move there unchanged.
 """
 
@@ -65,6 +65,10 @@ class FaceFollower:
         """Forget the last faces (the client changed resolution)."""
         self.last_faces: list[Face] = []
         self.last_frame: np.ndarray | None = None
+
+    def seed(self, frame: np.ndarray, faces: list[Face]) -> None:
+        """Faces the detector found in `frame` elsewhere (the model's grid): follow from them."""
+        self.last_faces, self.last_frame = faces, frame
 
     def __call__(self, frame: np.ndarray) -> list[Face]:
         self.calls += 1

@@ -13,21 +13,23 @@ Client -> server, binary messages: 1-byte type, then the payload (little-endian 
 
 Client -> server, text messages (JSON objects):
 
-  {"type": "ping", "t": any}                  -> {"type": "pong", "t": same}
-  {"type": "predict", "id": int, "t": float}  -> a prediction and a label from the audio window
-                                                alone (for clients without a camera)
+  {"type": "ping", "t": any}                     -> {"type": "pong", "t": same} (not activity:
+                                                   see idle_timeout)
+  {"type": "audio_only", "id": int, "t": float}  -> a prediction and a label from the audio window
+                                                   alone, for clients without a camera ("predict",
+                                                   its former name, is still accepted)
 
 Server -> client (JSON text):
 
   {"type": "hello", "session": str, "classes": [...], "modalities": [...], "limits": {...},
    "window_s": the model's window in seconds (3.0 for the default model)}
   {"type": "prediction", "frame_id": int, "t": echo of client_time_ms, "face_box": [x1, y1,
-   x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "predict"),
+   x2, y2] in the client's frame pixels or null, "frame_size": [w, h] (null for "audio_only"),
    "label": str, "confidence": float, "probs": {class: p} (this client's latest label; null
    until its first), "main_person": the id of the person that label is about (null: no
    tracked person), "label_frame_id": the frame that label was computed at, "has_audio": bool,
    "dropped": int (frames of this client replaced before processing, so far),
-   "people": [person, ...] (every tracked person in this frame, by id; [] for "predict"),
+   "people": [person, ...] (every tracked person in this frame, by id; [] for "audio_only"),
    "voice_alone": {"label", "confidence", "probs"} or null (see below),
    "timings": {"queue_ms", "decode_ms", "detect_ms", "model_ms" (of that label), "total_ms"}}
       -- one per frame, right after detection
@@ -56,12 +58,21 @@ people its label is that person's entry (the voice included only when they are t
 
 Round-trip latency = client clock now - echoed `t` (for a "label": from that frame's capture
 to its label). After `max_errors` errors a client is
-closed with code 1008; beyond `max_sessions` a new client gets an error and code 1013.
+closed with code 1008; beyond `max_sessions` clients, or `max_sessions_per_address` from one
+address, a new client gets an error and code 1013.
 Messages over `max_message` bytes get an error; uvicorn closes the connection (1009) for
 messages over 2 x max_message before they reach the app. A client that sends nothing for
-`idle_timeout` seconds is closed (1001), so idle clients cannot hold the session slots.
+`idle_timeout` seconds is closed (1001), so idle clients cannot hold the session slots; pings
+do not count (a client that only pings is idle). A text message that is not JSON this server
+reads (not JSON, nested too deep, an integer of thousands of digits) gets an error like any
+other bad message.
 
-HTTP: GET / (the page), GET /health, POST /predict and POST /analyze (multipart field `file`).
+HTTP: GET / (the page), GET /health, and, with an image, audio or video file as multipart field
+`file`: POST /classify (the file's overall label, its face box and one row per window, JSON for
+programs; POST /predict, its former name, still answers) and POST /analyze (the same rows and
+the timeline plot as a PNG data URL, for the page). Both list the windows as "windows".
+A request head must arrive within 10 s and a request body within 10 s plus 1 s per 16 KiB
+(`conn.py`); slower clients are closed.
 
 Who may use it: every request must name this server in its Host header (localhost, an IP
 address, the `--host` name or an allowed origin's host: a DNS-rebinding page names its own
@@ -92,6 +103,7 @@ MAX_UPLOAD = 50 << 20            # bytes per uploaded file
 MAX_UPLOAD_SECONDS = 300.0       # media duration per upload (a small file can hold hours)
 MAX_UPLOAD_PIXELS = 3840 * 2160  # uploaded images and video frames
 MAX_SESSIONS = 16                # concurrent WebSocket clients
+MAX_SESSIONS_PER_ADDRESS = 4     # of them from one client address (a few tabs; not every slot)
 MAX_AUDIO_CHUNK = SAMPLE_RATE    # samples per audio message (1 s)
 MAX_ERRORS = 50                  # errors before a client is disconnected
 MAX_MESSAGE_RATE = 100.0         # messages per second per client (the page sends ~9): floods get errors
@@ -119,6 +131,7 @@ class Limits:
     max_message_rate: float = MAX_MESSAGE_RATE
     idle_timeout: float = IDLE_TIMEOUT
     max_people: int = MAX_PEOPLE          # faces tracked and labelled at once per client
+    max_sessions_per_address: int = MAX_SESSIONS_PER_ADDRESS
 
     @property
     def ws_max_size(self) -> int:
@@ -153,14 +166,14 @@ class Ping:
 
 
 @dataclass(frozen=True)
-class PredictMsg:
+class AudioOnlyMsg:
     """A prediction from the audio window alone (clients without a camera)."""
 
     frame_id: int
     t: float
 
 
-Message = FrameMsg | AudioMsg | Ping | PredictMsg
+Message = FrameMsg | AudioMsg | Ping | AudioOnlyMsg
 
 
 # ---------------------------------------------------------------- client -> server
@@ -266,23 +279,35 @@ def parse_binary(data: bytes, limits: Limits) -> FrameMsg | AudioMsg:
                    "0x02 (int16 PCM) or 0x03 (float32 PCM)")
 
 
-def parse_text(text: str) -> Ping | PredictMsg:
-    """A text WebSocket message (a JSON object) -> a ping or a predict request."""
+def parse_text(text: str) -> Ping | AudioOnlyMsg:
+    """A text WebSocket message (a JSON object) -> a ping or an audio-only request."""
     try:
         obj = json.loads(text or "")
-    except (json.JSONDecodeError, RecursionError):
-        raise BadInput("text message is not valid JSON") from None
+    except ValueError as e:   # not JSON, or an integer over Python's digit limit (a ValueError too)
+        why = "an integer with too many digits" if "digits" in str(e) else "not valid JSON"
+        raise BadInput(f"text message is {why}; send a JSON object such as {{\"type\": \"ping\"}}") from None
+    except RecursionError:
+        raise BadInput("text message is JSON nested too deeply to be read") from None
     if not isinstance(obj, dict):
         raise BadInput("JSON message must be an object with a \"type\"")
     kind = obj.get("type")
     if kind == "ping":
         return Ping(obj.get("t"))
-    if kind == "predict":
-        fid, t = obj.get("id", 0), obj.get("t", 0.0)
-        if not isinstance(fid, int) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise BadInput("predict needs an integer \"id\" and a number \"t\"")
-        return PredictMsg(fid, float(t))
-    raise BadInput(f"unknown message type {str(kind)[:40]!r}: expected \"ping\" or \"predict\"")
+    if kind in ("audio_only", "predict"):   # "predict": its former name
+        return AudioOnlyMsg(*_id_and_time(obj.get("id", 0), obj.get("t", 0.0)))
+    raise BadInput(f"unknown message type {str(kind)[:40]!r}: expected \"ping\" or \"audio_only\"")
+
+
+def _id_and_time(fid: object, t: object) -> tuple[int, float]:
+    """An audio-only request's id (a u32, as a frame's) and time (a finite number)."""
+    try:
+        ok = (isinstance(fid, int) and not isinstance(fid, bool) and 0 <= fid < 1 << 32
+              and isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(float(t)))
+    except OverflowError:   # an integer too large for a float
+        ok = False
+    if not ok:
+        raise BadInput("audio_only needs an integer \"id\" (0 to 2^32-1) and a finite number \"t\"")
+    return fid, float(t)
 
 
 def parse_message(msg: dict, limits: Limits) -> Message:

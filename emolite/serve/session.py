@@ -4,12 +4,17 @@ main face and every person's track (`crowd.py`), its message-rate bucket, and wh
 model run is due.
 
 Why a server-side window: the model needs ~2 s of frames and audio, while a client sends one
-frame and a few audio chunks at a time. Frames go through the library's own path
-(`emolite.features.window_features`: detection, `faces.track`, crops, context) and the model
-input through `emolite.inputs.clip_inputs`, as for files; every input setting comes from the
-model (`live_settings`). The app (`app.py`) only moves messages and runs these methods in its
-thread pools; everything here takes the time as an argument or measures it, so tests drive a
-session directly.
+frame and a few audio chunks at a time. A frame's time is its capture time on the client's clock
+(`frame_time`: the spacing it was taken at, whatever the network did). Frames are sampled onto
+the model's grid by the rule media uses for files (`emolite.grid`: T frames per window, the
+detection cadence analyze uses), go through the library's own path
+(`emolite.features.window_features`: detection, `faces.track`, crops, context) and the one
+inference core (`emolite.core`), so a client sending a file's frames with their times gets
+analyze's answer (tests/test_parity.py); every input setting comes from the model
+(`live_settings`). Between detections the box shown for each client frame follows the face by
+template matching (`follow.FaceFollower`): display only, the model never sees it. The app
+(`app.py`) only moves messages and runs these methods in its thread pools; everything here takes
+the time as an argument or measures it, so tests drive a session directly.
 """
 
 from __future__ import annotations
@@ -21,24 +26,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import media
+from .. import core, grid, media
 from ..errors import EmoliteError
-from ..faces import Detector, track
+from ..faces import Detector, Face, track
 from ..features import Features, usable, window_features
+from ..grid import GridSampler, frame_key, model_rate
 from ..inference import EmotionModel, Prediction
 from ..people import MAX_PEOPLE
 from ..spec import InputSpec
-from ..vad import voice_activity
 from . import protocol as P
 from .crowd import Crowd, LivePeople, PeopleResult, infer_one, infer_people
 from .follow import FaceFollower
 
-DETECT_EVERY = 3      # run the face detector on every k-th frame of a client, follow the box between
+DETECT_EVERY = 3      # the box shown: the detector on every k-th client frame, followed between
 MODEL_EVERY = 3       # run the model on every k-th frame of a client (if its last run is done) ...
 MODEL_QUEUE = 1       # ... and at most this many runs wait per model thread (labels come less often
 MODEL_MAX_WAIT = 10   #     when the machine is busy, not later) unless a client waited this many frames
 AUDIO_GRACE = 0.5     # s: audio that arrived longer ago than the window plus this is stale (muted mic)
-LIVE_FPS = (1.0, 30.0)  # a client's measured frame rate is clipped to this range
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,9 @@ class LiveSettings:
         return self.spec.window_seconds
 
     @property
-    def fps(self) -> float:
-        """Nominal frame rate: frame times inside a window (the memo's keys)."""
-        return self.spec.fps
+    def rate(self) -> float:
+        """The model's frame grid (samples per second): T frames per window, as analyze samples."""
+        return model_rate(self.spec.frames, self.spec.window_seconds)
 
     @property
     def window_samples(self) -> int:
@@ -88,7 +92,7 @@ class Job:
     """One frame (or audio-only predict request) waiting for, or in, a frame worker."""
 
     frame_id: int
-    t: float
+    t: float                    # client_time_ms: the frame's capture time on the client's clock
     data: bytes | None          # the image (None: an audio-only prediction)
     size: tuple[int, int]       # (width, height) from the image header
     received: float             # perf_counter on arrival
@@ -106,11 +110,6 @@ def downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
-def memo_key(t: float) -> float:
-    """A frame time as `window_features` keys its memo."""
-    return round(float(t), 4)
-
-
 def model_capacity(model_workers: int) -> int:
     """Model runs that may be queued or running at once, all clients together."""
     return model_workers * (1 + MODEL_QUEUE)
@@ -120,28 +119,26 @@ def model_capacity(model_workers: int) -> int:
 class ModelWork:
     """What a model run on one answered frame's window needs, taken by the frame worker."""
 
-    feats: Features             # the main face's window (crops, context, audio)
-    fps: float | None           # the client's measured frame rate (None: no video)
+    feats: Features             # the main face's window (crops, context, audio; frames on the grid)
     crowd: Crowd | None = None  # every person's boxes over the window (None: no video)
 
 
 def infer(model: EmotionModel, settings: LiveSettings, work: ModelWork) -> tuple[PeopleResult, float]:
-    """Model pool: voice activity on the window's audio (here, not per frame: it costs a few ms),
-    the shared window -> inputs path, then one model call: the main face and the voice, or, with
+    """Model pool: the one inference core (`emolite.core`: the voice check on the window's
+    audio, here, not per frame; inputs; one model call): the main face and the voice, or, with
     two or more people in the window, every person in one batch with the voice fused into the
     speaker only (`crowd.infer_people`). A window with neither a face nor voice gets no label
     (a Prediction with label None), as in analyze. Returns the result and ms."""
     t = time.perf_counter()
     feats = work.feats
-    if feats.has_audio and "audio" in model.modalities:
-        feats.voiced = voice_activity(feats.audio).voiced
+    core.voice(feats, model.modalities)
     if not any(usable(feats, model.modalities).values()):
         return PeopleResult(Prediction(None, None, dict.fromkeys(model.classes)), []), (time.perf_counter() - t) * 1000
     crowd = work.crowd
     if crowd is not None and len(crowd.ids) >= 2:
-        out = infer_people(model, settings.spec, feats, work.fps, crowd)
+        out = infer_people(model, settings.spec, feats, crowd)
     else:
-        out = infer_one(model, settings.spec, feats, work.fps, crowd)
+        out = infer_one(model, settings.spec, feats, crowd)
     return out, (time.perf_counter() - t) * 1000
 
 
@@ -161,16 +158,20 @@ class Session:
                  max_people: int = MAX_PEOPLE):
         self.id = sid
         self.settings = settings
+        self.detector = detector
         self.detect = FaceFollower(detector, detect_every)
+        self.grid = GridSampler(settings.rate, settings.window)
+        self.grid_every = grid.detect_every(max_people > 1)   # the grid's cadence: analyze's (--people)
         self.people = LivePeople(max_people)
         self.model_every = model_every
         self.max_fps = max_fps
         self.rate = max_message_rate
-        self.frames: deque = deque(maxlen=max(1, math.ceil(settings.window * max_fps)))  # (arrival, seq, frame)
+        self.frames: deque = deque(maxlen=settings.spec.frames + 1)   # (grid time, frame): the model's window
+        self.newest: np.ndarray | None = None          # the last client frame (shown; maybe not on the grid)
+        self.newest_grid: list[float] = []             # the grid times it filled
         self.audio: deque = deque()                    # (arrival, float32 chunk)
         self.audio_samples = 0
-        self.memo: dict = {}                           # window_features' memo: frame time -> (faces, context)
-        self.seq = 0
+        self.memo: dict = {}                           # window_features' memo: frame key -> (faces, context, ran)
         self.frame_shape: tuple | None = None
         self.prev_box: np.ndarray | None = None
         self.label: dict | None = None   # the latest model output: label, confidence, probs, frame_id, model_ms
@@ -258,40 +259,44 @@ class Session:
     def reset_video(self) -> None:
         self.frames.clear()
         self.memo.clear()
+        self.grid.reset()
+        self.newest, self.newest_grid = None, []
         self.prev_box = None
         self.detect.reset()
         self.people.reset()       # ids restart: the last labels no longer name these people
         if self.label is not None:
             self.label = {**self.label, "people": [], "main_person": None}
 
-    def add_frame(self, frame: np.ndarray, received: float) -> None:
-        """Append a decoded frame; drop frames older than the window. A new frame size (the
-        client changed resolution) starts a new window."""
+    def frame_time(self, job: Job) -> float:
+        """A frame's time in seconds: the client's capture time (client_time_ms). A clock that
+        goes back more than a window (the client restarted it) starts a new window; one that
+        is not finite falls back to the arrival time."""
+        t = job.t / 1000.0 if math.isfinite(job.t) and abs(job.t) < 1e15 else job.received
+        if self.frames and t < self.frames[-1][0] - self.settings.window:
+            self.reset_video()
+        return t
+
+    def add_frame(self, frame: np.ndarray, t: float) -> None:
+        """A decoded frame at time t (its arrival): the newest frame shown, and on the model's
+        grid at every grid time it fills (`grid.GridSampler`); grid samples older than the
+        window drop out. A new frame size (the client changed resolution) starts a new window."""
         if frame.shape != self.frame_shape:
             self.reset_video()
             self.frame_shape = frame.shape
-        self.seq += 1
-        self.frames.append((received, self.seq, frame))
-        while self.frames and self.frames[0][0] < received - self.settings.window:
+        self.newest, self.newest_grid = frame, self.grid.push(t)
+        for g in self.newest_grid:
+            self.frames.append((g, frame))
+        while self.frames and self.frames[0][0] <= self.frames[-1][0] - self.settings.window + 1e-6:
             self.frames.popleft()
 
-    def frame_rate(self) -> float:
-        """The client's real frame rate over the window (from arrival times), so the model's T
-        frames are spread over the same seconds as the audio."""
-        f = self.frames
-        if len(f) < 2 or f[-1][0] <= f[0][0]:
-            return self.settings.fps
-        return float(np.clip((len(f) - 1) / (f[-1][0] - f[0][0]), *LIVE_FPS))
-
     def window(self, with_video: bool, audio: np.ndarray) -> media.Window:
-        """The current window as the library's `media.Window`: frames at nominal times seq/fps."""
+        """The current window as the library's `media.Window`: the grid samples at their times."""
         s = self.settings
         w = media.Window(0.0, 0.0)
         if with_video and s.use_video and self.frames:
-            seqs = np.array([q for _, q, _ in self.frames], np.float64)
-            w.frames = np.stack([f for _, _, f in self.frames])
-            w.times = seqs / s.fps
-            w.start, w.end = float(w.times[0]), float(w.times[-1] + 1 / s.fps)
+            w.frames = np.stack([f for _, f in self.frames])
+            w.times = np.array([g for g, _ in self.frames], np.float64)
+            w.start, w.end = float(w.times[0]), float(w.times[-1] + 1 / s.rate)
         if s.use_audio and audio.size > 0:
             w.audio = audio
         if not w.has_video and not w.has_audio:
@@ -299,29 +304,34 @@ class Session:
         return w
 
     def features(self, window: media.Window) -> Features:
-        """Faces, crops and context for the window through the library (each frame once, via the memo)."""
+        """Faces, crops and context for the window through the library, as analyze cuts them
+        (each grid sample once, via the memo; the detector by `grid.detect_due`)."""
         s = self.settings
         spec = s.spec
-        feats = window_features(window, self.detect if s.use_video else None, spec.face_size, spec.context_size,
-                                spec.margin, spec.align, prev_box=self.prev_box, memo=self.memo, fps=spec.fps)
-        keep = {memo_key(t) for t in window.times}
+        feats = window_features(window, self.detector if s.use_video else None, spec.face_size, spec.context_size,
+                                spec.margin, spec.align, memo=self.memo, detect_every=self.grid_every, fps=s.rate)
+        keep = {frame_key(t) for t in window.times}
         for k in [k for k in self.memo if k not in keep]:
             del self.memo[k]
         return feats
 
-    def newest_box(self, feats: Features, window: media.Window) -> np.ndarray | None:
-        """The face box to show for the newest frame. Usually the window's tracked face; but when
-        the face jumped (a fast move breaks the frame-to-frame link) the longer, older track wins
-        the window and has no box now: then the main face of the newest frame's own detections,
-        by `faces.track`'s rule (continuing the last box shown)."""
-        if not feats.has_video:
-            return None
-        if feats.face_mask[-1]:
-            box = feats.boxes[-1].copy()
-        else:
-            newest = self.memo.get(memo_key(window.times[-1]), ([], None))[0]
-            main = track([newest], feats.frame_size, self.prev_box)[0] if newest else None
-            box = None if main is None else np.asarray(main.box, np.float32).copy()
+    def shown_faces(self) -> list[Face]:
+        """The faces in the newest client frame: the grid's detections when the detector just
+        ran on it, else the follower's (detector every k-th frame, template matching between)."""
+        if self.newest is None:
+            return []
+        for g in self.newest_grid:
+            faces, _, ran = self.memo.get(frame_key(g), (None, None, False))
+            if ran:                         # one detector run per frame at most
+                self.detect.seed(self.newest, faces)
+                return faces
+        return self.detect(self.newest)
+
+    def newest_box(self, faces: list[Face]) -> np.ndarray | None:
+        """The face box to show for the newest frame: its main face by `faces.track`'s rule,
+        continuing the last box shown."""
+        main = track([faces], self.newest.shape[:2], self.prev_box)[0] if faces else None
+        box = None if main is None else np.asarray(main.box, np.float32).copy()
         if box is not None:
             self.prev_box = box
         return box
@@ -333,19 +343,21 @@ class Session:
         scale = 1.0
         if job.data is not None:
             frame, scale = downscale(P.decode_image(job.data, job.size), self.settings.max_side)
-            self.add_frame(frame, job.received)
+            self.add_frame(frame, self.frame_time(job))
         t1 = time.perf_counter()
         window = self.window(job.data is not None, audio)
         feats = self.features(window)
-        box = self.newest_box(feats, window)
-        newest = self.people.track(window, self.memo) if feats.has_video else {}
+        shown = self.shown_faces() if feats.has_video else []
+        box = self.newest_box(shown) if feats.has_video else None
+        people = self.people.track(window, self.memo, shown) if feats.has_video else {}
         t2 = time.perf_counter()
         timings = {"queue_ms": P.ms(t0 - job.received), "decode_ms": P.ms(t1 - t0), "detect_ms": P.ms(t2 - t1),
                    "model_ms": self.label["model_ms"] if self.label else 0.0}
         out = P.prediction(job.frame_id, job.t, P.client_box(box, scale),
                            job.size if job.data is not None else None, self.label, bool(feats.has_audio),
-                           self.stats["dropped"], timings, self.people_now(newest, scale),
+                           self.stats["dropped"], timings, self.people_now(people, scale),
                            (self.label or {}).get("voice_alone"))
         if not feats.has_video:
-            return out, ModelWork(feats, None)
-        return out, ModelWork(feats, self.frame_rate(), self.people.crowd(window, self.memo, scale))
+            return out, ModelWork(feats)
+        return out, ModelWork(feats, self.people.crowd(window, self.memo, scale))
+

@@ -1,8 +1,9 @@
-"""Uploaded files for `POST /predict` and `/analyze`: type, size, duration and pixel checks,
-bounded saving, and removal of the temp folders a killed server left behind."""
+"""Uploaded files for `POST /classify` and `/analyze`: type, size, duration and pixel checks,
+bounded saving, the two answers, and removal of the temp folders a killed server left behind."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, UploadFile
 
-from .. import media
+from .. import analyze, media
 from ..errors import EmoliteError
 from . import protocol as P
 from .protocol import Limits
@@ -58,6 +59,35 @@ async def save_upload(upload: UploadFile, path: Path, max_bytes: int) -> None:
             f.write(chunk)
     if size == 0:
         raise HTTPException(400, "the uploaded file is empty")
+
+
+def analyze_upload(model, limits: Limits, path: Path, name: str) -> analyze.Result:
+    """`analyze` on a saved upload, its limits enforced on the header and on what decodes (a
+    live-written file may claim no duration); the result names the upload, not the temp file."""
+    check_upload(path, limits)
+    with media.decode_limits(seconds=limits.max_upload_seconds, pixels=limits.max_upload_pixels):
+        r = analyze.analyze_file(model, path)
+    r.path = name
+    return r
+
+
+def classify_response(model, limits: Limits, path: Path, name: str) -> dict:
+    """POST /classify: the overall label, the first face box and one row per window."""
+    r = analyze_upload(model, limits, path, name)
+    box = next((w.face_box for w in r.windows if w.face_box), None)
+    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
+            "face_box": box, "modalities": r.modalities, "faces_found": r.faces_found,
+            "warnings": r.warnings, "windows": [analyze.window_row(name, w) for w in r.windows]}
+
+
+def analyze_response(model, limits: Limits, path: Path, name: str) -> dict:
+    """POST /analyze: the same rows and the timeline plot as a PNG data URL, for the page."""
+    r = analyze_upload(model, limits, path, name)
+    png = analyze.plot_timeline(r, path.with_name("plot.png")).read_bytes()
+    return {"file": name, "label": r.label, "confidence": r.confidence, "probs": r.probs,
+            "modalities": r.modalities, "warnings": r.warnings,
+            "windows": [analyze.window_row(name, w) for w in r.windows],
+            "plot_png": "data:image/png;base64," + base64.b64encode(png).decode()}
 
 
 def clean_stale_uploads(folder: str | None = None) -> int:

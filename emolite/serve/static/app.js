@@ -21,6 +21,12 @@ const overlay = $('overlay');
 const grab = document.createElement('canvas');
 const grabCtx = grab.getContext('2d');
 
+// Server mode sends frames and audio to emolite serve; on-device mode (ondevice.js) runs the
+// models in this page and sends nothing. A folder from `emolite export-web` has no server.
+const PARAMS = new URLSearchParams(location.search);
+const HAS_SERVER = (document.querySelector('meta[name="emolite-server"]') || {}).content !== '0';
+const MODE = !HAS_SERVER || PARAMS.get('mode') === 'device' ? 'device' : 'server';
+
 const state = {
   ws: null, stream: null, timer: null, audioCtx: null, running: false, busy: false, retry: null,
   frameId: 0, sent: 0, answered: 0, labels: 0, dropped: 0, skipped: 0, lat: [], labelLat: [], classes: [],
@@ -110,17 +116,27 @@ async function start() {
   state.running = true;
   video.srcObject = stream;
   $('stop').disabled = false;
-  connect();
+  if (MODE === 'device') {
+    if (!state.live) {
+      const ok = await (state.loading || loadDevice());
+      state.loading = null;
+      if (!ok) { stop(); return; }
+    }
+  } else {
+    connect();
+  }
   if (stream.getAudioTracks().length) {
     try { await startAudio(stream); } catch (e) { console.warn(e); $('audio-state').textContent = 'microphone failed'; }
   }
-  if (stream.getVideoTracks().length) {
+  if (MODE === 'device') {
+    state.live.start();
+  } else if (stream.getVideoTracks().length) {
     state.timer = setInterval(sendFrame, 1000 / FPS);
   } else {  // voice only: ask for a prediction from the audio window twice a second
     state.timer = setInterval(() => {
       const ws = state.ws;
       if (ws && ws.readyState === 1) {
-        ws.send(JSON.stringify({ type: 'predict', id: state.frameId++, t: performance.now() }));
+        ws.send(JSON.stringify({ type: 'audio_only', id: state.frameId++, t: performance.now() }));
         state.sent++;
       }
     }, 500);
@@ -130,6 +146,7 @@ async function start() {
 function stop() {
   state.running = false;
   clearInterval(state.timer);
+  if (state.live) state.live.stop();
   clearTimeout(state.retry);
   if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
   if (state.audioCtx) state.audioCtx.close();
@@ -187,7 +204,7 @@ async function startAudio(stream) {
   sink.gain.value = 0;  // keep the graph pulling samples without playing the mic back
   sink.connect(ctx.destination);
   if (ctx.audioWorklet) {
-    await ctx.audioWorklet.addModule('/static/pcm-worklet.js');
+    await ctx.audioWorklet.addModule('static/pcm-worklet.js');
     const node = new AudioWorkletNode(ctx, 'pcm-tap', { channelCount: 1, channelCountMode: 'explicit' });
     node.port.onmessage = (e) => sendPcm(e.data);
     src.connect(node);
@@ -215,19 +232,28 @@ async function startAudio(stream) {
 }
 
 function sendPcm(x) {
+  if (MODE === 'device') {  // stays in the page
+    if (state.live && x.length) state.live.addAudio(x);
+    showLevel(x);
+    return;
+  }
   const ws = state.ws;
   if (!ws || ws.readyState !== 1 || !x.length) return;
   const buf = new ArrayBuffer(1 + 2 * x.length);
   const v = new DataView(buf);
   v.setUint8(0, T_PCM16);
-  let e = 0;
   for (let i = 0; i < x.length; i++) {
     const s = Math.max(-1, Math.min(1, x[i]));
-    e += s * s;
     v.setInt16(1 + 2 * i, s < 0 ? s * 32768 : s * 32767, true);
   }
   ws.send(buf);
-  state.level = Math.sqrt(e / x.length);
+  showLevel(x);
+}
+
+function showLevel(x) {
+  let e = 0;
+  for (let i = 0; i < x.length; i++) e += x[i] * x[i];
+  state.level = Math.sqrt(e / Math.max(1, x.length));
   const bars = Math.min(8, Math.round(state.level * 40));
   $('audio-state').textContent = `microphone on ${'▮'.repeat(bars)}${'▯'.repeat(8 - bars)}`;
 }
@@ -276,6 +302,7 @@ function onPrediction(m) {
 // The model's output for the window ending at frame m.frame_id, sent as soon as it is ready.
 function onLabel(m) {
   state.labels++;
+  if (state.labels === 1) document.body.dataset.firstLabelMs = String(Math.round(performance.now()));  // since page load
   pushLatency(state.labelLat, performance.now() - m.t);
   showLabel(m);
   pushHistory(m.label);
@@ -448,18 +475,59 @@ async function upload(e) {
     th.textContent = h;
     head.appendChild(th);
   }
-  for (const row of j.rows) {
+  for (const row of j.windows) {
     const tr = table.insertRow();
     for (const v of [row.start.toFixed(1), row.end.toFixed(1), row.label ?? '–',
       row.confidence === null ? '–' : row.confidence.toFixed(2),
       row.face_found ? 'yes' : 'no']) tr.insertCell().textContent = v;
   }
   const overall = j.label === null ? 'no label' : `${j.label} (${(j.confidence * 100).toFixed(0)}%)`;
-  status.textContent = `${j.file}: ${overall}, ${j.rows.length} windows ` +
+  status.textContent = `${j.file}: ${overall}, ${j.windows.length} windows ` +
     `in ${j.seconds.toFixed(1)} s${j.warnings.length ? ' · ' + j.warnings.join('; ') : ''}`;
 }
 
+// ------------------------------------------------------------------ on-device mode
+
+// Load the runtime and the three graphs (ondevice.js); the page then answers itself.
+async function loadDevice() {
+  setStatus('on this device: loading the runtime and the models…');
+  try {
+    const dev = await import('./ondevice.js');
+    const engine = await dev.load();
+    state.classes = engine.classes;
+    state.modalities = engine.modalities;
+    buildBars(engine.classes);
+    state.live = new dev.Live(engine, video, (m) => handlers[m.type](m));
+    window.emoliteDevice = { engine, live: state.live, pipeline: await import('./pipeline.js') };
+    document.body.dataset.deviceReady = String(Math.round(engine.loadMs));
+    setStatus(['on this device · 1 WebAssembly thread · nothing leaves this page', ...engine.notes].join(' · '),
+              engine.notes.length ? 'warn' : 'ok');
+    return true;
+  } catch (e) {
+    console.error(e);
+    setStatus(`on-device mode failed: ${e.message}`, 'error');
+    return false;
+  }
+}
+
+function showMode() {
+  document.body.dataset.mode = MODE;
+  $('mode').value = MODE;
+  $('mode-pick').hidden = !HAS_SERVER;
+  $('mode').addEventListener('change', (e) => {
+    const q = new URLSearchParams(location.search);
+    if (e.target.value === 'device') q.set('mode', 'device'); else q.delete('mode');
+    location.search = q.toString();
+  });
+  if (MODE !== 'device') return;
+  $('timing-name').textContent = 'this page (detect / model)';
+  document.querySelector('section.upload').hidden = true;   // an upload would send the file
+  $('footer').textContent = 'On this device: the models run in this page; no frame or sample is sent anywhere.';
+}
+
+showMode();
 $('start').addEventListener('click', start);
 $('stop').addEventListener('click', stop);
 $('upload-form').addEventListener('submit', upload);
-start();
+if (MODE === 'device') state.loading = loadDevice();   // the models load while the camera starts
+if (PARAMS.get('start') !== '0') start();   // start=0: the models only, no camera (tests, benchmarks)
