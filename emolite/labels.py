@@ -23,7 +23,22 @@ DATASET_LABELS: dict[str, dict[str, str]] = {
               "T": "sadness", "N": "neutral"},
     "ckplus": {"anger": "anger", "contempt": "contempt", "disgust": "disgust", "fear": "fear",
                "happy": "happiness", "sadness": "sadness", "surprise": "surprise"},
+    # The speech corpora of emolite.data.speech: their labels.csv spellings and, for nEMO and
+    # TurEV-DB, the codes in their original file names.
+    "nemo": {"anger": "anger", "fear": "fear", "happiness": "happiness", "neutral": "neutral",
+             "sadness": "sadness", "surprised": "surprise", "surprise": "surprise"},
+    "ased": {"neutral": "neutral", "fear": "fear", "happiness": "happiness", "sadness": "sadness",
+             "anger": "anger"},
+    "turev": {"anger": "anger", "kz": "anger", "calm": "calm", "sk": "calm", "happiness": "happiness",
+              "mt": "happiness", "sadness": "sadness", "hl": "sadness"},
 }
+
+# The rule for pooling speech corpora with different label sets (one voice expert over all):
+# calm -> neutral (RAVDESS's and TurEV-DB's calm is low-arousal, unmarked speech; TurEV-DB has
+# no neutral, so its calm stands in for it); boredom -> left out (EmoDB alone has it);
+# surprise and disgust are kept: a corpus lacking them simply adds no examples of them, and a
+# held-out corpus is scored over the classes it has (splits.loco_folds).
+POOLED: dict[str, str | None] = {"calm": "neutral", "boredom": None}
 
 # Spelling variants seen in the wild, folded onto canonical names.
 ALIASES: dict[str, str] = {
@@ -42,6 +57,11 @@ def canonical(label: str) -> str:
     if key in EMOTIONS or key in EXTRA:
         return key
     return ALIASES.get(key, key)
+
+
+def pool_label(label: str) -> str | None:
+    """A canonical label under the pooling rule POOLED (None: left out of pooled training)."""
+    return POOLED.get(label, label)
 
 
 def dataset_classes(dataset: str) -> list[str]:

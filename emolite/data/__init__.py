@@ -35,5 +35,6 @@ def load_dataset(name: str, root, **opts) -> tuple[list[Item], list[tuple[str, s
     return lookup(DATASETS, name, "dataset")(root, **opts)
 
 
-# Importing the loader modules registers them (meld, cremad, ravdess, manifest, folder, fer2013).
-from . import splits, manifest, meld, cremad, ravdess, fer2013  # noqa: E402,F401
+# Importing the loader modules registers them (meld, cremad, ravdess, manifest, folder, fer2013,
+# speech and the speech corpora nemo, ased, turev, emodb).
+from . import splits, manifest, meld, cremad, ravdess, fer2013, speech  # noqa: E402,F401

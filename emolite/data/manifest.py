@@ -13,7 +13,7 @@ import io
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -281,6 +281,26 @@ def manifest_row(row: dict[str, str], cols: dict[str, str], base: Path, name: st
                 dataset="manifest", key=safe_key("manifest", name, rel, segment))
 
 
+def csv_items(root: str | os.PathLike, required: Mapping[str, tuple[str, ...]],
+              optional: Mapping[str, tuple[str, ...]], hint: str,
+              make: Callable[[dict[str, str], dict[str, str], Path, str], Item | tuple[str, str]],
+              ) -> tuple[Path, list[Item], Problems]:
+    """(CSV path, items, problems) of a manifest-like CSV: `make(row, columns, csv_path, where)`
+    turns each row into an Item or the (path, reason) it was skipped for."""
+    csv_path = find_manifest(root)
+    header, rows = read_csv(csv_path, f"give the CSV a header row {hint}")
+    cols = find_columns(csv_path, header, required, optional)
+    items: list[Item] = []
+    problems: Problems = []
+    for line, row in rows:
+        result = make(row, cols, csv_path, f"{csv_path}:{line}")
+        if isinstance(result, Item):
+            items.append(result)
+        else:
+            problems.append(result)
+    return csv_path, items, problems
+
+
 @register_dataset("manifest")
 def load_manifest(root: str | os.PathLike, splits: str | Iterable[str] | None = None,
                   check_media: bool = True, seed: int = 0, fractions: Sequence[float] | None = None,
@@ -295,20 +315,10 @@ def load_manifest(root: str | os.PathLike, splits: str | Iterable[str] | None = 
     """
     reject_options(opts, "manifest", ("splits", "check_media", "seed", "fractions", "folds", "fold", "classes"))
     want = wanted_splits(splits)
-    csv_path = find_manifest(root)
-    fix = f"give the CSV a header row {MANIFEST_HEADER_HINT}"
-    header, rows = read_csv(csv_path, fix)
-    cols = find_columns(csv_path, header, MANIFEST_REQUIRED, MANIFEST_OPTIONAL)
     keep = None if classes is None else {canonical(c) for c in classes}
-    name = KEY_UNSAFE.sub("_", csv_path.stem)
-    items: list[Item] = []
-    problems: Problems = []
-    for line, row in rows:
-        result = manifest_row(row, cols, csv_path.parent, name, keep, check_media, f"{csv_path}:{line}")
-        if isinstance(result, Item):
-            items.append(result)
-        else:
-            problems.append(result)
+    make = lambda row, cols, csv_path, where: manifest_row(  # noqa: E731
+        row, cols, csv_path.parent, KEY_UNSAFE.sub("_", csv_path.stem), keep, check_media, where)
+    _, items, problems = csv_items(root, MANIFEST_REQUIRED, MANIFEST_OPTIONAL, MANIFEST_HEADER_HINT, make)
     items = unique_keys(items, problems)
     if fractions is not None or folds is not None:
         strata = {it.key: it.label for it in items if not it.speaker}

@@ -4,13 +4,16 @@ Acted corpora repeat the same sentences for every actor, so only a split by spea
 measures generalisation: a speaker's items always land in exactly one split. Orders come
 from a hash of (seed, speaker), not from `random`, so a split is the same on every
 machine and Python version. Items with no speaker count as a group of their own.
+
+For pooled corpora: `balance_weights` (equal shares per corpus, then per speaker) and
+`loco_folds` (leave-one-corpus-out with an inner dev split outside the held-out corpus).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from . import Item
 from ..errors import EmoliteError
@@ -131,3 +134,110 @@ def assign_splits(items: Sequence[Item], seed: int = 0,
     if folds is not None:
         return fold_split(items, folds, fold, seed, strata)
     return split_by_speaker(items, seed, fractions or DEFAULT_FRACTIONS, strata)
+
+
+# ----------------------------------------------------------------------------- pooled corpora
+
+BALANCE_LEVELS: tuple[str, ...] = ("dataset", "speaker")
+LOCO_INNER: tuple[str, ...] = ("speakers", "corpus")
+LOCO_DEV_FRACTION = 0.15
+
+
+def _field(item: Item | Mapping[str, object], name: str) -> str:
+    """An Item's attribute or a cache index row's value (both carry dataset, speaker, label)."""
+    return str(item.get(name, "") if isinstance(item, Mapping) else getattr(item, name))
+
+
+def balance_weights(items: Sequence[Item | Mapping[str, object]],
+                    levels: Sequence[str] = BALANCE_LEVELS) -> list[float]:
+    """Per-item sampling weights (summing to 1) that give every value of levels[0] an equal
+    share, then every value of levels[1] an equal share of its parent's, and so on; the items
+    of one leaf share it equally.
+
+    The default (dataset, speaker): each corpus, and within it each speaker, contributes the
+    same in expectation, so a 4,000-clip corpus does not drown one of 500 nor a talkative
+    speaker the rest. Add "label" to balance the classes within each speaker too. Speakers are
+    told apart per corpus, so "01" of two corpora are two speakers."""
+    if not levels:
+        raise EmoliteError("balance_weights needs at least one level, e.g. ('dataset', 'speaker')")
+    paths = [tuple(_field(it, name) for name in levels) for it in items]
+    children: dict[tuple, set] = {}
+    leaf_size: dict[tuple, int] = {}
+    for p in paths:
+        for depth in range(len(p)):
+            children.setdefault(p[:depth], set()).add(p[depth])
+        leaf_size[p] = leaf_size.get(p, 0) + 1
+    weights = []
+    for p in paths:
+        w = 1.0 / leaf_size[p]
+        for depth in range(len(p)):
+            w /= len(children[p[:depth]])
+        weights.append(w)
+    return weights
+
+
+@dataclass(frozen=True)
+class LocoFold:
+    """One leave-one-corpus-out fold: train on `train`, stop early / select on `dev` (never the
+    held-out corpus), score `test` (all of `held_out`) over `classes`."""
+
+    held_out: str
+    classes: tuple[str, ...]          # the held-out corpus's classes that training has too
+    train: list[Item]
+    dev: list[Item]
+    test: list[Item]
+    dropped_classes: tuple[str, ...]  # held-out classes no training corpus has (their items left out)
+
+    def items(self) -> list[Item]:
+        """train + dev + test, each with its `split` set."""
+        return self.train + self.dev + self.test
+
+
+def dev_speakers(items: Sequence[Item], seed: int, fraction: float) -> set[tuple[str, str]]:
+    """(corpus, speaker) pairs for an inner dev split: a seeded `fraction` of each corpus's
+    speakers (at least one where a corpus has two or more; none from a one-speaker corpus)."""
+    by_corpus: dict[str, list[str]] = {}
+    for it in items:
+        by_corpus.setdefault(it.dataset, []).append(group_of(it))
+    out: set[tuple[str, str]] = set()
+    for corpus, groups in by_corpus.items():
+        order = order_groups(groups, seed)
+        n_dev = 0 if len(order) < 2 else min(len(order) - 1, max(1, round(fraction * len(order))))
+        out.update((corpus, g) for g in order[:n_dev])
+    return out
+
+
+def loco_folds(items: Sequence[Item], held_out: Iterable[str] | None = None, inner: str = "speakers",
+               dev_fraction: float = LOCO_DEV_FRACTION, seed: int = 0) -> Iterator[LocoFold]:
+    """Leave-one-corpus-out: for each corpus (`Item.dataset`; all, or those in `held_out`), train
+    on the others' items of the classes it has and test on all of it.
+
+    inner: how the dev split for early stopping is drawn, never from the held-out corpus:
+    "speakers" = a seeded `dev_fraction` of each training corpus's speakers; "corpus" = the
+    whole next training corpus (cyclic order), i.e. selection on an unseen corpus too."""
+    if inner not in LOCO_INNER:
+        raise EmoliteError(f"unknown inner split '{inner}'; use one of {', '.join(LOCO_INNER)}")
+    corpora = sorted({it.dataset for it in items})
+    if len(corpora) < 2 or "" in corpora:
+        raise EmoliteError("leave-one-corpus-out needs items of at least two corpora, each with its dataset "
+                           f"set (found: {corpora})")
+    chosen = corpora if held_out is None else list(held_out)
+    unknown = [c for c in chosen if c not in corpora]
+    if unknown:
+        raise EmoliteError(f"held-out corpus {unknown} not among the items' corpora {corpora}")
+    for corpus in chosen:
+        own = {it.label for it in items if it.dataset == corpus}
+        others = [it for it in items if it.dataset != corpus and it.label in own]
+        classes = tuple(sorted({it.label for it in others}))
+        test = [replace(it, split="test") for it in items if it.dataset == corpus and it.label in classes]
+        if inner == "corpus":
+            rest = [c for c in corpora[corpora.index(corpus) + 1:] + corpora[:corpora.index(corpus)]
+                    if any(it.dataset == c for it in others)]
+            dev_of = lambda it, d=rest[0] if len(rest) > 1 else None: it.dataset == d  # noqa: E731
+        else:
+            picked = dev_speakers(others, seed, dev_fraction)
+            dev_of = lambda it, p=picked: (it.dataset, group_of(it)) in p  # noqa: E731
+        yield LocoFold(held_out=corpus, classes=classes,
+                       train=[replace(it, split="train") for it in others if not dev_of(it)],
+                       dev=[replace(it, split="dev") for it in others if dev_of(it)], test=test,
+                       dropped_classes=tuple(sorted(own - set(classes))))
