@@ -270,11 +270,8 @@ def _add_model_commands(sub) -> None:
     s.set_defaults(func=cmd_export)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree of every subcommand."""
-    p = argparse.ArgumentParser(prog="emolite", description="Multimodal (face + context + voice) emotion recognition.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_input_commands(sub) -> None:
+    """`info` and `preprocess`: the commands that read media before any model."""
     s = sub.add_parser("info", help="show streams, duration, fps, sample rate and faces of media files")
     s.add_argument("files", nargs="+")
     s.add_argument("--samples", type=int, default=5, help="frames sampled for face detection")
@@ -300,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _cluster_options(s)
     s.set_defaults(func=cmd_preprocess)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    p = argparse.ArgumentParser(prog="emolite", description="Multimodal (face + context + voice) emotion recognition.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    _add_input_commands(sub)
 
     s = sub.add_parser("demo", help="write the built-in example clip and analyse it")
     s.add_argument("-o", "--out", default="emolite-demo", help="output folder")
