@@ -8,18 +8,19 @@ Images (jpg/png/...) are one-frame inputs.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .errors import EmoliteError, shown
 from .spans import HOP, MAX_CLIP, WINDOW, Spans, window_count, window_spans  # noqa: F401  (media.WINDOW etc.: public)
+from .mediafiles import (AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS,  # noqa: F401  (media.X: public)
+                         check_file, scan)
 from .options import number, optional
 
 SAMPLE_RATE = 16000      # Hz, mono float32 audio everywhere
@@ -39,11 +40,6 @@ MIN_RATE, MAX_RATE = 4000, 768000   # Hz: audio sample rates that can be real; a
 EARLY_END = 1.0          # s: decoded data ending more than this before the length the file claims
                          # is a truncated file (or a lying header): windows stop at the data, with a warning
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-AUDIO_EXTS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus", ".wma"}
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".webm", ".flv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts",
-              ".gif"}   # an animated GIF decodes as a video without audio
-MEDIA_EXTS = IMAGE_EXTS | AUDIO_EXTS | VIDEO_EXTS
 
 # (max seconds, max pixels) of `decode_limits`, per thread/context
 _LIMITS: ContextVar[tuple[float | None, int | None]] = ContextVar("emolite_decode_limits", default=(None, MAX_PIXELS))
@@ -68,36 +64,6 @@ class Window:
     def has_audio(self) -> bool:
         """Whether the window holds at least one audio sample."""
         return self.audio is not None and self.audio.size > 0
-
-
-def check_file(path: str | Path) -> Path:
-    """Fail early, with the fix, on the errors users hit most: missing, empty, unreadable."""
-    p = Path(path)
-    if not p.exists():
-        raise EmoliteError("no such file; check the path", p)
-    if p.is_dir():
-        raise EmoliteError("is a folder, not a media file", p)
-    if not os.access(p, os.R_OK):
-        raise EmoliteError("permission denied; make the file readable", p)
-    if p.stat().st_size == 0:
-        raise EmoliteError("file is empty (0 bytes); re-export or re-download it", p)
-    return p
-
-
-def scan(folder: str | Path, exts: Iterable[str] = MEDIA_EXTS) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files with one of `exts` under `folder` (recursively, sorted; hidden files and folders
-    skipped) and a problem for each subfolder that cannot be read, so that none is skipped silently."""
-    exts = {e.lower() for e in exts}
-    problems: list[tuple[str, str]] = []
-
-    def unreadable(e: OSError) -> None:
-        problems.append((shown(e.filename or folder), f"cannot read folder ({e.strerror}); check its permissions"))
-
-    files = []
-    for root, dirs, names in os.walk(folder, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [Path(root) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in exts]
-    return sorted(files), problems
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:

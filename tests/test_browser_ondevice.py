@@ -49,17 +49,17 @@ def parity_window() -> tuple[np.ndarray, np.ndarray]:
 def reference(model, frames: np.ndarray, audio: np.ndarray, fps: float):
     """The Python path for one live window: window_features (detector, track, crops, VAD) +
     clip_inputs + the model."""
-    from emolite import inputs as I
+    from emolite import core
     from emolite.features import window_features
     from emolite.media import Window
 
     s = model.spec
     n = len(frames)
     w = Window(0.0, n / fps, frames, np.arange(n) / fps, audio)
-    f = window_features(w, model.detector, s.face_size, s.context_size, s.margin, s.align, fps=s.fps, vad=True)
-    x = I.clip_inputs(f.face, f.face_mask, f.context, f.audio, s.frames, s.audio_seconds, f.has_video,
-                      bool(f.has_audio and f.voiced), fps=fps, face_size=s.face_size, context_size=s.context_size)
-    return model.predict_inputs(I.stack([x]))[0], f.boxes, f.voiced
+    f = window_features(w, model.detector, s.face_size, s.context_size, s.margin, s.align, fps=fps)
+    row = core.face_row(s, model.modalities, f)
+    probs = model.predict_inputs(core.stack([core.window_inputs(s, f, voice=bool(row.uses["audio"]))]))[0]
+    return probs, f.boxes, bool(row.uses["audio"])
 
 
 PAGE_WINDOW = """async ([frames, w, h, audio, fps]) => {
