@@ -21,7 +21,7 @@ import numpy as np
 from . import core, media
 from .errors import EmoliteError, shown
 from .features import people_features, window_features
-from .fsio import atomic_path, atomic_write_text, check_writable  # noqa: F401  (atomic_path: public)
+from .fsio import atomic_write_text, check_writable
 from .grid import DETECT_EVERY, detect_every, model_rate  # noqa: F401  (DETECT_EVERY: public)
 from .options import optional
 from .people import MAX_PEOPLE, PeopleTracker
