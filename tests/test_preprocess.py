@@ -147,16 +147,22 @@ def test_unreadable_folder_is_a_clear_error(tmp_path, monkeypatch):
         preprocess.run("files", tmp_path / "locked", tmp_path / "c", progress=False)
 
 
+def _preprocess_until_first_entry(src, out, workers: int, stderr) -> subprocess.Popen:
+    """`emolite preprocess` in its own process group, returned once its first cache entry exists."""
+    cmd = [sys.executable, "-m", "emolite", "preprocess", str(src), "-o", str(out), "--workers", str(workers), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*/entries/*.npz")):
+        time.sleep(0.05)
+    return proc
+
+
 def test_killed_run_leaves_no_partial_entry_and_resumes(tmp_path):
     src = tmp_path / "src"
     for i in range(6):
         make_clip(src / f"c{i}.mp4", seconds=2.0, width=320, height=240)
     out = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "emolite", "preprocess", str(src), "-o", str(out), "--workers", "1", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("*/entries/*.npz")):
-        time.sleep(0.05)
+    proc = _preprocess_until_first_entry(src, out, workers=1, stderr=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = {p.name for p in out.glob("*/entries/*.npz")}
@@ -201,11 +207,7 @@ def test_killed_parent_leaves_quiet_workers(tmp_path):
     for i in range(8):
         make_clip(src / f"c{i}.mp4", seconds=3.0, width=320, height=240)
     out = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "emolite", "preprocess", str(src), "-o", str(out), "--workers", "2", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("*/entries/*.npz")):
-        time.sleep(0.05)
+    proc = _preprocess_until_first_entry(src, out, workers=2, stderr=subprocess.PIPE)
     os.kill(proc.pid, signal.SIGKILL)    # the parent only: its workers are orphaned
     try:
         _, err = proc.communicate(timeout=90)   # EOF once every worker has exited

@@ -1,5 +1,5 @@
 """The shipped model's recipes (emolite.recipes) start and finish on a tiny data tree made in
-code, laid out as ../shared/data is (fer2013, faces_mux, ckplus48, emodb, ravdess labels.csv):
+code, laid out as the staged research data is (fer2013, faces_mux, ckplus48, emodb, ravdess labels.csv):
 `emolite train-default` runs every stage (voice, three face cycles, calibration, fusion) and
 writes a model that loads; `python -m emolite.recipes.face` runs alone."""
 
